@@ -1,0 +1,127 @@
+"""Workarounds for bugs in the OpenMMLab hosts, applied on ``import morphmlp_mm``.
+
+Every block below fixes one upstream problem, names it, and only acts when the
+problem is actually present: a full mmcv build, an mmaction2 wheel that ships
+all its modules, or an mmengine that already handles ``weights_only`` pass
+through untouched. :func:`apply_all` is idempotent.
+
+What is patched and why (see README "Installation" for the version matrix):
+
+* ``mmcv._ext`` missing (mmcv-lite). mmseg 1.2.x imports ``mmcv.ops`` at module
+  level (open-mmlab/mmsegmentation#3729, open-mmlab/mmcv#2059), so
+  ``import mmseg.models`` fails without compiled ops. We install a stand-in
+  module whose attributes raise ``NotImplementedError`` when a compiled op is
+  actually called. None of the MorphMLP paths (Recognizer3D, EncoderDecoder +
+  UPerHead/FPN, ImageClassifier) calls one.
+* ``mmaction.models.localizers.drn`` missing from the mmaction2 1.2.0 wheel
+  (open-mmlab/mmaction2#2714): ``import mmaction.models`` fails. We register a
+  stub whose ``DRN`` raises when built.
+* torch >= 2.6 defaults ``torch.load(weights_only=True)`` and mmengine 0.10.7
+  cannot load its own checkpoints any more (open-mmlab/mmengine#1655, fixed
+  upstream after 0.10.7 by #1670). See :mod:`morphmlp_mm.utils.safe_load` for
+  the loader we register instead: weights-only with an explicit allow-list of
+  the metadata types mmengine writes, never a blanket ``weights_only=False``.
+"""
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import types
+
+_APPLIED = {}
+
+
+def _module_missing(name: str) -> bool:
+    """True if ``name`` cannot be imported (and is not already stubbed)."""
+    if name in sys.modules:
+        return False
+    try:
+        return importlib.util.find_spec(name) is None
+    except (ImportError, ValueError):
+        return True
+
+
+def shim_mmcv_ext() -> bool:
+    """Stand in for ``mmcv._ext`` when mmcv-lite is installed.
+
+    Upstream: open-mmlab/mmsegmentation#3729 (mmseg imports ``mmcv.ops`` at
+    module level). Returns True if the stub was installed.
+    """
+    if importlib.util.find_spec('mmcv') is None or not _module_missing(
+            'mmcv._ext'):
+        return False
+
+    class _MissingCompiledOps(types.ModuleType):
+
+        def __getattr__(self, name):
+            if name.startswith('__'):
+                raise AttributeError(name)
+
+            def _missing(*args, **kwargs):
+                raise NotImplementedError(
+                    f'mmcv._ext.{name} needs the compiled mmcv ops; this '
+                    'environment has mmcv-lite. Install a full mmcv build '
+                    '(see README "Installation") to use this op.')
+
+            return _missing
+
+    stub = _MissingCompiledOps('mmcv._ext')
+    # mmengine.utils.dl_utils.mmcv_full_available() calls
+    # pkgutil.find_loader('mmcv._ext'), which needs a __spec__.
+    stub.__spec__ = importlib.machinery.ModuleSpec('mmcv._ext', None)
+    sys.modules['mmcv._ext'] = stub
+    return True
+
+
+def shim_mmaction_drn() -> bool:
+    """Stub ``mmaction.models.localizers.drn`` if the wheel lacks it.
+
+    Upstream: open-mmlab/mmaction2#2714. Returns True if the stub was
+    installed.
+    """
+    spec = importlib.util.find_spec('mmaction')
+    if spec is None or spec.origin is None:
+        return False
+    pkg_dir = os.path.dirname(spec.origin)
+    if os.path.isdir(os.path.join(pkg_dir, 'models', 'localizers', 'drn')):
+        return False
+    if 'mmaction.models.localizers.drn.drn' in sys.modules:
+        return False
+    pkg = types.ModuleType('mmaction.models.localizers.drn')
+    pkg.__path__ = []
+    mod = types.ModuleType('mmaction.models.localizers.drn.drn')
+
+    class DRN:  # noqa: D401 - placeholder with the upstream name
+
+        def __init__(self, *args, **kwargs):
+            raise NotImplementedError(
+                'DRN is missing from the mmaction2 1.2.0 wheel '
+                '(open-mmlab/mmaction2#2714); install mmaction2 from source '
+                'to use it.')
+
+    mod.DRN = DRN
+    pkg.drn = mod
+    sys.modules[pkg.__name__] = pkg
+    sys.modules[mod.__name__] = mod
+    return True
+
+
+def patch_checkpoint_loading() -> bool:
+    """Make mmengine load checkpoints under torch >= 2.6.
+
+    Upstream: open-mmlab/mmengine#1655 (fixed by #1670, after 0.10.7).
+    Returns True if mmengine's local-file loader was replaced.
+    """
+    if importlib.util.find_spec('mmengine') is None:
+        return False
+    from .utils.safe_load import install_mmengine_loader
+    return install_mmengine_loader()
+
+
+def apply_all() -> dict:
+    """Apply every workaround once; returns ``{name: applied}``."""
+    if not _APPLIED:
+        _APPLIED['mmcv_ext'] = shim_mmcv_ext()
+        _APPLIED['mmaction_drn'] = shim_mmaction_drn()
+        _APPLIED['checkpoint_loading'] = patch_checkpoint_loading()
+    return dict(_APPLIED)

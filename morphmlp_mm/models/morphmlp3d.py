@@ -1,0 +1,111 @@
+"""MorphMLP video backbone (mmaction2)."""
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from .morphmlp import ArchType, MorphMLP
+
+
+class MorphMLP3D(MorphMLP):
+    """MorphMLP backbone for video (the official MorphMLP / MorphMLP_32).
+
+    The image backbone plus a 3x3x3 stem with temporal stride 2 and a
+    MorphFC_t branch in every block. At 224 x 224 with 16 or 32 frames the
+    parameters, initialisation and outputs equal the official model; other
+    frame counts and sizes follow the general rules documented in
+    :mod:`morphmlp_mm.models.morph_fc`.
+
+    Args:
+        arch (str | dict): As :class:`MorphMLP`. The official video models
+            are ``'small'`` and ``'base'``; ``'tiny'`` and ``'large'`` work
+            too. Defaults to ``'small'``.
+        num_frames (int): Input frames T. The stem halves them to
+            T' = ceil(T / 2); MorphFC_t is built for T' frames, so every clip
+            must have exactly ``num_frames`` frames. Defaults to 16.
+        temporal (bool): Build the MorphFC_t branch. False gives a per-frame
+            (2-D) model on video, useful as an ablation. Defaults to True.
+        out_indices (int | Sequence[int]): As :class:`MorphMLP`. Defaults
+            to -1.
+        out_type (str): ``'featmap'`` returns (B, C, T', H, W) maps (a single
+            tensor when one stage is requested, as mmaction2 heads expect),
+            ``'avg_featmap'`` (B, C). Defaults to ``'featmap'``.
+        **kwargs: The other arguments of :class:`MorphMLP`.
+
+    Example:
+        >>> import torch
+        >>> from morphmlp_mm import MorphMLP3D
+        >>> arch = dict(depths=[1, 1, 1, 1], channels=[16, 32, 56, 112],
+        ...             chunk_lengths=[4, 8, 8, 16])
+        >>> model = MorphMLP3D(arch, num_frames=8).eval()
+        >>> tuple(model(torch.rand(1, 3, 8, 64, 64)).shape)
+        (1, 112, 4, 2, 2)
+    """
+    video = True
+
+    def __init__(self,
+                 arch: ArchType = 'small',
+                 num_frames: int = 16,
+                 temporal: bool = True,
+                 out_indices: Union[int, Sequence[int]] = -1,
+                 out_type: str = 'featmap',
+                 in_channels: int = 3,
+                 drop_path_rate: float = 0.,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 norm_cfg: Optional[dict] = None,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        if not isinstance(num_frames, int) or isinstance(
+                num_frames, bool) or num_frames < 1:
+            raise ValueError(
+                f'num_frames must be a positive int, got {num_frames!r}')
+        self.num_frames = num_frames
+        self.temporal = bool(temporal)
+        super().__init__(
+            arch=arch,
+            in_channels=in_channels,
+            out_indices=out_indices,
+            out_type=out_type,
+            drop_path_rate=drop_path_rate,
+            frozen_stages=frozen_stages,
+            norm_eval=norm_eval,
+            with_cp=with_cp,
+            norm_cfg=norm_cfg,
+            init_cfg=init_cfg)
+
+    @property
+    def stem_frames(self) -> int:
+        """Frames after the stem: T' = ceil(T / 2)."""
+        return (self.num_frames - 1) // 2 + 1
+
+    def _stage_frames(self) -> Optional[int]:
+        return self.stem_frames if self.temporal else None
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or x.dim() != 5:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else x
+            raise ValueError(
+                'MorphMLP3D expects an input of shape (B, '
+                f'{self.in_channels}, T={self.num_frames}, H, W), got '
+                f'{shape}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'MorphMLP3D was built with in_channels={self.in_channels},'
+                f' got an input with {x.shape[1]} channels (shape '
+                f'{tuple(x.shape)}); video inputs are (B, C, T, H, W)')
+        if x.shape[2] != self.num_frames:
+            raise ValueError(
+                f'MorphMLP3D was built with num_frames={self.num_frames}, '
+                f'got a clip of {x.shape[2]} frames (shape '
+                f'{tuple(x.shape)}); set num_frames to the clip length of '
+                'the pipeline (SampleFrames clip_len)')
+
+    def _format_output(self, x: torch.Tensor) -> torch.Tensor:
+        if self.out_type == 'avg_featmap':
+            return x.mean(dim=(1, 2, 3))
+        return x.permute(0, 4, 1, 2, 3).contiguous()
+
+    def forward(self, x: torch.Tensor
+                ) -> Union[torch.Tensor, Tuple[torch.Tensor, ...]]:
+        outs = super().forward(x)
+        return outs[0] if len(outs) == 1 else outs

@@ -1,0 +1,48 @@
+"""Registration of the MorphMLP backbones into the OpenMMLab hosts.
+
+This is the only module that touches the hosts' registries:
+
+* ``MorphMLP`` (image) -> ``mmpretrain.registry.MODELS`` and
+  ``mmseg.registry.MODELS``;
+* ``MorphMLP3D`` (video) -> ``mmaction.registry.MODELS``.
+
+A host that is not installed is skipped; a host that is installed but fails
+to import raises, so a broken environment is never mistaken for a missing
+optional dependency.
+"""
+import importlib
+import importlib.util
+from typing import Dict, List
+
+from .models import MorphMLP, MorphMLP3D
+
+#: host package -> (registry module, classes registered there)
+HOST_MODELS = {
+    'mmpretrain': ('mmpretrain.registry', (MorphMLP, )),
+    'mmseg': ('mmseg.registry', (MorphMLP, )),
+    'mmaction': ('mmaction.registry', (MorphMLP3D, )),
+}
+
+
+def register_all() -> Dict[str, List[str]]:
+    """Register the backbones into every installed host.
+
+    Returns:
+        dict: host name -> names registered there (hosts that are not
+        installed are absent).
+    """
+    registered = {}
+    for host, (module_name, classes) in HOST_MODELS.items():
+        if importlib.util.find_spec(host) is None:
+            continue
+        models = importlib.import_module(module_name).MODELS
+        names = []
+        for cls in classes:
+            existing = models.module_dict.get(cls.__name__)
+            if existing is not cls:
+                # A different class under our name is a real conflict:
+                # register_module raises a KeyError that names it.
+                models.register_module(module=cls)
+            names.append(cls.__name__)
+        registered[host] = names
+    return registered
