@@ -136,7 +136,8 @@ class MorphMLP(BaseModule):
         depths = self.arch_settings['depths']
         channels = self.arch_settings['channels']
         self.channels = channels
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = torch.linspace(
+            0, drop_path_rate, sum(depths), device='cpu').tolist()
         self.patch_embed1 = Stem(in_channels, channels[0], self.video,
                                  norm_cfg)
         frames = self._stage_frames()

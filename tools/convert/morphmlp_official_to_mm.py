@@ -43,7 +43,7 @@ import pickle
 import re
 import sys
 from collections import OrderedDict
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -54,7 +54,8 @@ if ROOT not in sys.path:  # run from a source checkout without installing
 import morphmlp_mm  # noqa: E402
 from morphmlp_mm import MorphMLP, MorphMLP3D  # noqa: E402
 from morphmlp_mm.checkpoint import (BACKBONE_PREFIX, INFLATE_MODES,  # noqa
-                                    MMACTION_HEAD, MMPRETRAIN_HEAD, ArchInfo,
+                                    MMACTION_HEAD, MMPRETRAIN_HEAD,
+                                    OFFICIAL_CHUNK_LENGTHS, ArchInfo,
                                     check_morphmlp,
                                     choose_num_frames, convert_to_model,
                                     detect_arch, extract_state_dict,
@@ -95,8 +96,34 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help='only for 2-D sources converted to video: how the stem kernel '
         'gets its 3 temporal taps (default: center)')
     parser.add_argument(
+        '--chunk-lengths', nargs=4, default=None, metavar='L',
+        help='chunk length (or window RxC) of each stage, only for custom '
+        'archs: weights do not record them (default: the official '
+        '14 28 28 49)')
+    parser.add_argument(
         '--force', action='store_true', help='overwrite an existing dst')
     return parser.parse_args(argv)
+
+
+def parse_chunk_lengths(values: Optional[Sequence[str]]
+                        ) -> Optional[List[Union[int, Tuple[int, int]]]]:
+    """``['4', '8', '2x4', '2x2']`` -> ``[4, 8, (2, 4), (2, 2)]``."""
+    if values is None:
+        return None
+    parsed = []
+    for value in values:
+        text = str(value).lower()
+        try:
+            if 'x' in text:
+                rows, cols = (int(v) for v in text.split('x'))
+                parsed.append((rows, cols))
+            else:
+                parsed.append(int(text))
+        except ValueError as err:
+            raise ConversionError(
+                f'--chunk-lengths entry {value!r} must be an int L or a '
+                'window RxC such as 2x4') from err
+    return parsed
 
 
 def _fmt_keys(keys: List[str], limit: int = 12) -> str:
@@ -127,6 +154,7 @@ def convert(src: str,
             num_frames: Optional[int] = None,
             num_classes: Optional[int] = None,
             inflate: str = 'center',
+            chunk_lengths: Optional[Sequence] = None,
             force: bool = False,
             log=print) -> dict:
     """Convert ``src`` and write ``dst``; return a summary dict.
@@ -138,6 +166,8 @@ def convert(src: str,
         num_frames (int, optional): Input frames of the video model.
         num_classes (int, optional): Classes of the target head.
         inflate (str): Inflation mode for 2-D sources going to video.
+        chunk_lengths (list, optional): Chunk length or (rows, cols) window
+            per stage; defaults to the official ones.
         force (bool): Overwrite ``dst``.
         log (callable): Receives the report lines.
 
@@ -202,6 +232,13 @@ def convert(src: str,
     else:
         log(f'kind: {kind}')
 
+    arch = info.arch(chunk_lengths or OFFICIAL_CHUNK_LENGTHS)
+    try:
+        MorphMLP.parse_arch(arch)
+    except ValueError as err:
+        raise ConversionError(
+            f'{err}. Chunk lengths are not stored in the weights; pass '
+            '--chunk-lengths for this custom arch') from err
     if kind == 'video':
         try:
             frames = choose_num_frames(info, num_frames,
@@ -218,13 +255,13 @@ def convert(src: str,
             log(f'frames: num_frames={frames} (no temporal branch in the '
                 'file: MorphFC_t keeps its official init when loaded)')
         with init_on_meta():  # only the parameter shapes are needed
-            model = MorphMLP3D(info.arch(), num_frames=frames)
+            model = MorphMLP3D(arch, num_frames=frames)
     else:
         frames = None
         if num_frames is not None:
             log('note: --num-frames is ignored for an image checkpoint')
         with init_on_meta():
-            model = MorphMLP(info.arch())
+            model = MorphMLP(arch)
     try:
         converted, report = convert_to_model(backbone, model, inflate, info)
     except ValueError as err:
@@ -252,7 +289,6 @@ def convert(src: str,
     log(f'missing keys: {_fmt_keys(report.missing)}')
     log(f'unexpected keys: {_fmt_keys(report.unexpected)}')
 
-    arch = info.arch()
     meta = dict(
         converter='tools/convert/morphmlp_official_to_mm.py',
         morphmlp_mm_version=morphmlp_mm.__version__,
@@ -291,7 +327,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         convert(args.src, args.dst, kind=args.kind,
                 num_frames=args.num_frames, num_classes=args.num_classes,
-                inflate=args.inflate, force=args.force)
+                inflate=args.inflate,
+                chunk_lengths=parse_chunk_lengths(args.chunk_lengths),
+                force=args.force)
     except ConversionError as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
