@@ -4,7 +4,9 @@ This is the only module that touches the hosts' registries:
 
 * ``MorphMLP`` (image) -> ``mmpretrain.registry.MODELS`` and
   ``mmseg.registry.MODELS``;
-* ``MorphMLP3D`` (video) -> ``mmaction.registry.MODELS``.
+* ``MorphMLP3D`` (video) -> ``mmaction.registry.MODELS``;
+* ``RobustVideoDataset`` -> ``mmaction.registry.DATASETS`` and
+  ``ShuffleFrames`` -> ``mmaction.registry.TRANSFORMS``.
 
 A host that is not installed is skipped; a host that is installed but fails
 to import raises, so a broken environment is never mistaken for a missing
@@ -16,12 +18,28 @@ from typing import Dict, List
 
 from .models import MorphMLP, MorphMLP3D
 
-#: host package -> (registry module, classes registered there)
+#: host package -> (registry module, classes registered in its MODELS)
 HOST_MODELS = {
     'mmpretrain': ('mmpretrain.registry', (MorphMLP, )),
     'mmseg': ('mmseg.registry', (MorphMLP, )),
     'mmaction': ('mmaction.registry', (MorphMLP3D, )),
 }
+
+
+def _register(registry, cls) -> None:
+    existing = registry.module_dict.get(cls.__name__)
+    if existing is not cls:
+        # A different class under our name is a real conflict:
+        # register_module raises a KeyError that names it.
+        registry.register_module(module=cls)
+
+
+def _register_mmaction_data() -> None:
+    """Dataset and transform additions; they import mmaction themselves."""
+    from mmaction.registry import DATASETS, TRANSFORMS
+    from .datasets import RobustVideoDataset, ShuffleFrames
+    _register(DATASETS, RobustVideoDataset)
+    _register(TRANSFORMS, ShuffleFrames)
 
 
 def register_all() -> Dict[str, List[str]]:
@@ -38,11 +56,9 @@ def register_all() -> Dict[str, List[str]]:
         models = importlib.import_module(module_name).MODELS
         names = []
         for cls in classes:
-            existing = models.module_dict.get(cls.__name__)
-            if existing is not cls:
-                # A different class under our name is a real conflict:
-                # register_module raises a KeyError that names it.
-                models.register_module(module=cls)
+            _register(models, cls)
             names.append(cls.__name__)
+        if host == 'mmaction':
+            _register_mmaction_data()
         registered[host] = names
     return registered

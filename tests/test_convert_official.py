@@ -52,9 +52,9 @@ def _build(cfg: dict, scope: str, meta: bool = True) -> torch.nn.Module:
         from mmpretrain.registry import MODELS
     with DefaultScope.overwrite_default_scope(scope):
         if not meta:
-            return MODELS.build(cfg)
+            return MODELS.build(cfg).eval()
         with init_on_meta():
-            return MODELS.build(cfg)
+            return MODELS.build(cfg).eval()
 
 
 def _recognizer(meta: dict) -> torch.nn.Module:

@@ -440,6 +440,10 @@ def get_flops(cfg: Config,
     return result
 
 
+def _plural(count: int, noun: str) -> str:
+    return f'{count} {noun}' + ('' if count == 1 else 's')
+
+
 def format_report(result: Dict[str, Any], config: str) -> str:
     """The text the command prints."""
     line = '=' * 64
@@ -458,8 +462,9 @@ def format_report(result: Dict[str, Any], config: str) -> str:
     if result['task'] == 'video':
         rows += [
             f'FLOPs per view:  {result["gflops"]:.2f} GMACs',
-            f'Test views:      {result["clips"]} clips x {result["crops"]} '
-            f'crops = {result["views"]} ({result["views_description"]})',
+            f'Test views:      {_plural(result["clips"], "clip")} x '
+            f'{_plural(result["crops"], "crop")} = {result["views"]} '
+            f'({result["views_description"]})',
             f'FLOPs x views:   {result["gflops_all_views"]:.2f} GMACs',
         ]
     else:

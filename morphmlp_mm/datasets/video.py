@@ -1,0 +1,98 @@
+"""Video dataset and transform additions for mmaction2.
+
+* :class:`RobustVideoDataset`: mmaction2's ``VideoDataset`` plus clear errors
+  for a wrong ``data_root`` / annotation file and a configurable skip (with a
+  warning) of videos that cannot be read during training.
+* :class:`ShuffleFrames`: shuffles the sampled frame order of each clip, the
+  control experiment for temporal modelling.
+"""
+import os.path as osp
+from typing import Dict, Optional
+
+import numpy as np
+from mmaction.datasets import VideoDataset
+from mmcv.transforms import BaseTransform
+from mmengine.logging import print_log
+
+
+class RobustVideoDataset(VideoDataset):
+    """``VideoDataset`` that fails clearly and can skip unreadable videos.
+
+    Args:
+        skip_corrupt (bool): In training, a video that is missing or cannot be
+            decoded is skipped with a warning and mmengine's dataset draws
+            another sample (at most ``max_refetch`` times). In test mode, or
+            when False, such a video raises ``RuntimeError`` naming the file.
+            Defaults to True.
+        **kwargs: The arguments of mmaction2's ``VideoDataset``.
+    """
+
+    def __init__(self, *args, skip_corrupt: bool = True, **kwargs) -> None:
+        self.skip_corrupt = skip_corrupt
+        self.skipped: Dict[str, str] = {}
+        super().__init__(*args, **kwargs)
+
+    def load_data_list(self):
+        if not osp.isfile(self.ann_file):
+            raise FileNotFoundError(
+                f'ann_file {self.ann_file!r} does not exist (data_root='
+                f'{self.data_root!r}). Set data_root / ann_file to your '
+                'dataset, see docs/data_preparation.md')
+        prefix = self.data_prefix.get('video', '')
+        if prefix and not osp.isdir(prefix):
+            raise FileNotFoundError(
+                f"data_prefix['video']={prefix!r} is not a directory "
+                f'(data_root={self.data_root!r}). Point data_root / '
+                'data_prefix at the folder that holds the videos')
+        return super().load_data_list()
+
+    def prepare_data(self, idx: int):
+        try:
+            return super().prepare_data(idx)
+        except Exception as err:  # decoders raise many unrelated types
+            filename = self.get_data_info(idx).get('filename', '?')
+            reason = f'{type(err).__name__}: {err}'
+            if not osp.isfile(filename):
+                reason = 'file does not exist'
+            if self.test_mode or not self.skip_corrupt:
+                raise RuntimeError(
+                    f'cannot read video {filename!r} (sample {idx}): '
+                    f'{reason}. Replace or remove it from the annotation '
+                    'file; in training, skip_corrupt=True skips such videos '
+                    'with a warning') from err
+            if filename not in self.skipped:
+                print_log(
+                    f'skipping unreadable video {filename!r}: {reason}',
+                    logger='current', level=30)
+            self.skipped[filename] = reason
+            return None
+
+
+class ShuffleFrames(BaseTransform):
+    """Shuffle the order of the sampled frames within each clip.
+
+    Put it right after the frame sampler (``SampleFrames`` /
+    ``UniformSample``). Each clip of ``clip_len`` frames is permuted on its
+    own, so the set of frames is unchanged and only their order is lost.
+
+    Args:
+        seed (int, optional): Seed of a private generator; None uses numpy's
+            global state (different in each dataloader worker).
+    """
+
+    def __init__(self, seed: Optional[int] = None) -> None:
+        self.rng = np.random.default_rng(seed) if seed is not None else None
+
+    def transform(self, results: dict) -> dict:
+        inds = np.asarray(results['frame_inds'])
+        clip_len = int(results.get('clip_len', inds.size))
+        if clip_len <= 0 or inds.size % clip_len != 0:
+            raise ValueError(
+                f'ShuffleFrames needs frame_inds in whole clips of clip_len='
+                f'{clip_len}, got {inds.size} indices')
+        clips = inds.reshape(-1, clip_len).copy()
+        rng = self.rng or np.random
+        for clip in clips:
+            rng.shuffle(clip)
+        results['frame_inds'] = clips.reshape(inds.shape)
+        return results

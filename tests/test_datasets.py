@@ -1,0 +1,89 @@
+"""RobustVideoDataset (wrong paths, unreadable videos) and ShuffleFrames."""
+import cv2
+import numpy as np
+import pytest
+
+from morphmlp_mm.datasets import RobustVideoDataset, ShuffleFrames
+
+PIPELINE = [
+    dict(type='DecordInit'),
+    dict(type='SampleFrames', clip_len=4, frame_interval=1, num_clips=1),
+    dict(type='DecordDecode'),
+    dict(type='Resize', scale=(32, 32), keep_ratio=False),
+    dict(type='FormatShape', input_format='NCTHW'),
+    dict(type='PackActionInputs'),
+]
+
+
+def write_video(path, frames=8, size=(32, 24)):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), 10,
+                             size)
+    for i in range(frames):
+        img = np.full((size[1], size[0], 3), i * 20, np.uint8)
+        writer.write(img)
+    writer.release()
+
+
+@pytest.fixture
+def video_root(tmp_path):
+    (tmp_path / 'videos').mkdir()
+    write_video(tmp_path / 'videos' / 'good.mp4')
+    (tmp_path / 'videos' / 'corrupt.mp4').write_bytes(b'not a video' * 10)
+    (tmp_path / 'ann.txt').write_text(
+        'good.mp4 0\ncorrupt.mp4 1\nmissing.mp4 1\n')
+    return tmp_path
+
+
+def build(root, **kwargs):
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        return RobustVideoDataset(
+            ann_file=str(root / 'ann.txt'),
+            data_prefix=dict(video=str(root / 'videos')),
+            pipeline=PIPELINE, **kwargs)
+
+
+def test_training_skips_unreadable_videos_with_a_warning(video_root):
+    dataset = build(video_root)
+    for idx in (1, 2):
+        sample = dataset[idx]  # redrawn until the good video comes up
+        assert sample['inputs'].shape == (1, 3, 4, 32, 32)
+    assert set(dataset.skipped) <= {
+        str(video_root / 'videos' / 'corrupt.mp4'),
+        str(video_root / 'videos' / 'missing.mp4')}
+    assert dataset.skipped
+    assert dataset.prepare_data(2) is None
+    assert dataset.skipped[str(video_root / 'videos' / 'missing.mp4')] == \
+        'file does not exist'
+
+
+@pytest.mark.parametrize('kwargs', [dict(test_mode=True),
+                                    dict(skip_corrupt=False)])
+def test_test_mode_or_no_skip_names_the_file(video_root, kwargs):
+    dataset = build(video_root, **kwargs)
+    with pytest.raises(RuntimeError, match=r"corrupt\.mp4.*skip_corrupt"):
+        dataset.prepare_data(1)
+    with pytest.raises(RuntimeError, match='missing.mp4.*does not exist'):
+        dataset.prepare_data(2)
+
+
+def test_wrong_data_root_and_ann_file(tmp_path, video_root):
+    with pytest.raises(FileNotFoundError, match='ann_file .*does not exist'):
+        build(tmp_path / 'nowhere')
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        with pytest.raises(FileNotFoundError, match='is not a directory'):
+            RobustVideoDataset(ann_file=str(video_root / 'ann.txt'),
+                               data_prefix=dict(video=str(tmp_path / 'x')),
+                               pipeline=PIPELINE)
+
+
+def test_shuffle_frames_permutes_each_clip():
+    inds = np.arange(12)
+    out = ShuffleFrames(seed=0)(dict(frame_inds=inds.copy(), clip_len=4))
+    clips = out['frame_inds'].reshape(3, 4)
+    for k, clip in enumerate(clips):
+        assert sorted(clip) == list(range(4 * k, 4 * k + 4))
+    assert not np.array_equal(out['frame_inds'], inds)
+    with pytest.raises(ValueError, match='clip_len=5'):
+        ShuffleFrames()(dict(frame_inds=inds, clip_len=5))

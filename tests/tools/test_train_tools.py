@@ -1,0 +1,378 @@
+"""Tests of tools/train.py and tools/test.py.
+
+The scripts are imported by path and driven through ``parse_args`` with a
+patched ``sys.argv`` (as a shell would call them), then through
+``merge_args`` on small in-memory configs. One end-to-end run trains
+mmaction2's Recognizer3D with a tiny ResNet3d for one epoch on a tiny
+Kinetics-400 written by tools/data/make_tiny_dataset.py, tests the
+checkpoint with ``--dump`` and resumes it.
+"""
+import importlib.util
+import os
+import os.path as osp
+import pickle
+import sys
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(name: str, rel: str):
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / rel)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+train = _load('morphmlp_mm_tools_train', 'tools/train.py')
+test_tool = _load('morphmlp_mm_tools_test', 'tools/test.py')
+mtd = _load('morphmlp_mm_make_tiny_dataset', 'tools/data/make_tiny_dataset.py')
+
+
+@pytest.fixture
+def argv(monkeypatch):
+    """Call a script's ``parse_args()`` with a patched ``sys.argv``."""
+    # setenv first so that monkeypatch restores the original state after
+    monkeypatch.setenv('LOCAL_RANK', 'unset')
+    monkeypatch.delenv('LOCAL_RANK')
+
+    def run(module, *args):
+        monkeypatch.setattr(sys, 'argv', [f'{module.__name__}.py', *args])
+        return module.parse_args()
+
+    return run
+
+
+@pytest.fixture
+def restore_default_scope():
+    """Drop the DefaultScope instances a Runner creates (global state)."""
+    before = dict(DefaultScope._instance_dict)
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(before)
+
+
+# --------------------------------------------------------------------------
+# argument parsing
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize('flag', ['--local_rank', '--local-rank'])
+@pytest.mark.parametrize('script', ['train', 'test'])
+def test_both_local_rank_spellings(argv, tmp_path, flag, script):
+    ckpt = tmp_path / 'c.pth'
+    ckpt.write_bytes(b'')
+    module = train if script == 'train' else test_tool
+    extra = [] if script == 'train' else [str(ckpt)]
+    args = argv(module, 'cfg.py', *extra, flag, '3')
+    assert args.local_rank == 3
+    assert os.environ['LOCAL_RANK'] == '3'
+    args = argv(module, 'cfg.py', *extra, f'{flag}=2', '--launcher',
+                'pytorch')
+    assert args.local_rank == 2 and args.launcher == 'pytorch'
+
+
+def test_local_rank_env_from_launcher_wins(argv, monkeypatch):
+    monkeypatch.setenv('LOCAL_RANK', '5')
+    monkeypatch.setattr(sys, 'argv', ['train.py', 'cfg.py'])
+    args = train.parse_args()
+    assert args.local_rank == 0 and os.environ['LOCAL_RANK'] == '5'
+
+
+def test_resume_forms(argv, tmp_path, capsys):
+    assert argv(train, 'cfg.py').resume is None
+    assert argv(train, 'cfg.py', '--resume').resume == 'auto'
+    assert argv(train, 'cfg.py', '--resume', 'auto').resume == 'auto'
+    # nargs='?': a following option is not taken as the path
+    args = argv(train, 'cfg.py', '--resume', '--seed', '1')
+    assert args.resume == 'auto' and args.seed == 1
+    ckpt = tmp_path / 'epoch_3.pth'
+    ckpt.write_bytes(b'')
+    assert argv(train, 'cfg.py', '--resume', str(ckpt)).resume == str(ckpt)
+    assert argv(train, 'cfg.py', '--resume',
+                's3://bucket/epoch_3.pth').resume == 's3://bucket/epoch_3.pth'
+
+
+def test_resume_refuses_missing_checkpoint(argv, tmp_path, capsys):
+    missing = tmp_path / 'nope' / 'epoch_9.pth'
+    with pytest.raises(SystemExit) as exc:
+        argv(train, 'cfg.py', '--resume', str(missing))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f'--resume {missing}: no such checkpoint file' in err
+
+
+def test_cfg_options_and_flags(argv):
+    args = argv(train, 'cfg.py', '--cfg-options', 'train_cfg.max_epochs=2',
+                'model.backbone.out_indices=[3]',
+                'env_cfg.dist_cfg.backend=gloo', '--amp', '--no-validate',
+                '--auto-scale-lr', '--seed', '7', '--diff-rank-seed',
+                '--deterministic', '--work-dir', 'wd')
+    assert args.cfg_options == {
+        'train_cfg.max_epochs': 2,
+        'model.backbone.out_indices': [3],
+        'env_cfg.dist_cfg.backend': 'gloo',
+    }
+    assert (args.amp, args.no_validate, args.auto_scale_lr) == (True, True,
+                                                                True)
+    assert (args.seed, args.diff_rank_seed, args.deterministic) == (7, True,
+                                                                    True)
+    assert args.work_dir == 'wd' and args.launcher == 'none'
+    with pytest.raises(SystemExit):
+        argv(train, 'cfg.py', '--launcher', 'torchrun')
+
+
+def test_test_tool_arguments(argv, tmp_path, capsys):
+    ckpt = tmp_path / 'best.pth'
+    ckpt.write_bytes(b'')
+    args = argv(test_tool, 'cfg.py', str(ckpt), '--dump', 'out.pkl',
+                '--show-dir', 'vis', '--cfg-options', 'test_dataloader.'
+                'batch_size=1', '--work-dir', 'wd')
+    assert (args.dump, args.show_dir, args.work_dir) == ('out.pkl', 'vis',
+                                                         'wd')
+    assert args.cfg_options == {'test_dataloader.batch_size': 1}
+    with pytest.raises(SystemExit):
+        argv(test_tool, 'cfg.py', str(tmp_path / 'missing.pth'))
+    assert 'missing.pth: no such file' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        argv(test_tool, 'cfg.py', str(ckpt), '--dump', 'out.json')
+    assert 'must end with .pkl' in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------
+# merging into the config
+# --------------------------------------------------------------------------
+def _cfg(**extra) -> Config:
+    base = dict(
+        default_scope='mmaction',
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        val_cfg=dict(type='ValLoop'),
+        val_dataloader=dict(batch_size=1),
+        val_evaluator=dict(type='AccMetric'),
+        test_evaluator=dict(type='AccMetric'),
+        randomness=dict(seed=1, deterministic=False),
+        auto_scale_lr=dict(enable=False, base_batch_size=64))
+    base.update(extra)
+    return Config(base)
+
+
+def test_merge_args_defaults_and_precedence(argv, monkeypatch):
+    args = argv(train, 'configs/x/my_cfg.py')
+    cfg = train.merge_args(_cfg(), args)
+    assert cfg.work_dir == osp.join('./work_dirs', 'my_cfg')
+    assert cfg.launcher == 'none' and 'resume' not in cfg
+    assert cfg.randomness == dict(seed=1, deterministic=False)
+    # work_dir from the config (or --cfg-options) beats the default ...
+    args = argv(train, 'my_cfg.py', '--cfg-options', 'work_dir=from_opts')
+    assert train.merge_args(_cfg(), args).work_dir == 'from_opts'
+    # ... and --work-dir beats both; explicit flags beat --cfg-options
+    args = argv(train, 'my_cfg.py', '--work-dir', 'cli', '--seed', '3',
+                '--cfg-options', 'work_dir=from_opts', 'randomness.seed=9')
+    cfg = train.merge_args(_cfg(), args)
+    assert cfg.work_dir == 'cli' and cfg.randomness.seed == 3
+
+
+def test_merge_args_resume_validate_scale_lr(argv, tmp_path):
+    cfg = train.merge_args(_cfg(), argv(train, 'c.py', '--resume'))
+    assert cfg.resume is True and cfg.load_from is None
+    ckpt = tmp_path / 'epoch_1.pth'
+    ckpt.write_bytes(b'')
+    cfg = train.merge_args(_cfg(), argv(train, 'c.py', '--resume', str(ckpt)))
+    assert cfg.resume is True and cfg.load_from == str(ckpt)
+    cfg = train.merge_args(
+        _cfg(), argv(train, 'c.py', '--no-validate', '--auto-scale-lr',
+                     '--diff-rank-seed', '--deterministic'))
+    assert cfg.val_cfg is None and cfg.val_dataloader is None
+    assert cfg.val_evaluator is None
+    assert cfg.auto_scale_lr.enable is True
+    assert cfg.randomness == dict(seed=1, deterministic=True,
+                                  diff_rank_seed=True)
+    no_scale = _cfg(auto_scale_lr=None)
+    with pytest.raises(ValueError, match='auto_scale_lr'):
+        train.merge_args(no_scale, argv(train, 'c.py', '--auto-scale-lr'))
+
+
+def test_amp_refused_without_gpu_and_switched_with_one(argv, monkeypatch):
+    monkeypatch.setattr(train, 'accelerator_available', lambda: False)
+    with pytest.warns(UserWarning, match='--amp needs a CUDA'):
+        with pytest.raises(ValueError, match='AmpOptimWrapper does not run'):
+            train.merge_args(_cfg(), argv(train, 'c.py', '--amp'))
+    # through main(): a clear error, before any model is built
+    monkeypatch.setattr(train, 'import_plugin', lambda: None)
+    monkeypatch.setattr(Config, 'fromfile', staticmethod(lambda p: _cfg()))
+    with pytest.warns(UserWarning):
+        with pytest.raises(SystemExit, match='error: --amp needs a CUDA'):
+            train.main(['c.py', '--amp'])
+    monkeypatch.setattr(train, 'accelerator_available', lambda: True)
+    cfg = train.merge_args(_cfg(), argv(train, 'c.py', '--amp'))
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    custom = _cfg(optim_wrapper=dict(type='MyWrapper'))
+    with pytest.raises(ValueError, match='MyWrapper'):
+        train.merge_args(custom, argv(train, 'c.py', '--amp'))
+
+
+def test_warns_before_writing_over_checkpoints(tmp_path):
+    cfg = Config(dict(work_dir=str(tmp_path)))
+    train.warn_existing_checkpoints(cfg)  # empty dir: silent
+    (tmp_path / 'epoch_1.pth').write_bytes(b'')
+    with pytest.warns(UserWarning, match='already holds epoch_1.pth'):
+        train.warn_existing_checkpoints(cfg)
+    cfg.resume = True
+    train.warn_existing_checkpoints(cfg)  # resuming: expected, silent
+
+
+def test_cpu_distributed_setup(monkeypatch):
+    import torch.distributed as dist
+    calls = []
+    monkeypatch.setattr(train, 'accelerator_available', lambda: False)
+    monkeypatch.setattr(dist, 'is_initialized', lambda: False)
+    monkeypatch.setattr(dist, 'init_process_group',
+                        lambda **kw: calls.append(kw))
+    cfg = _cfg(launcher='pytorch',
+               env_cfg=dict(dist_cfg=dict(backend='nccl', timeout=60)))
+    with pytest.warns(UserWarning, match='needs GPUs; using gloo'):
+        train.setup_cpu_distributed(cfg)
+    assert calls[0]['backend'] == 'gloo'
+    assert calls[0]['timeout'].total_seconds() == 60
+    assert cfg.model_wrapper_cfg.device_ids is None
+    assert cfg.model_wrapper_cfg.type == 'MMDistributedDataParallel'
+    with pytest.raises(ValueError, match='--launcher slurm without a GPU'):
+        train.setup_cpu_distributed(_cfg(launcher='slurm'))
+    calls.clear()
+    train.setup_cpu_distributed(_cfg(launcher='none'))
+    assert not calls
+
+
+def test_runner_type_is_built_from_the_host_registry():
+    from mmaction.registry import RUNNERS
+
+    @RUNNERS.register_module(name='MorphMLPToolsProbeRunner', force=True)
+    class ProbeRunner:
+
+        @classmethod
+        def from_cfg(cls, cfg):
+            return ('probe', cfg.work_dir)
+
+    cfg = _cfg(runner_type='MorphMLPToolsProbeRunner', work_dir='w')
+    assert train.build_runner(cfg) == ('probe', 'w')
+
+
+def test_test_tool_merge(argv, tmp_path):
+    ckpt = tmp_path / 'e.pth'
+    ckpt.write_bytes(b'')
+    args = argv(test_tool, 'cfgs/k.py', str(ckpt), '--dump', 'p.pkl',
+                '--show-dir', 'vis', '--interval', '3')
+    cfg = test_tool.merge_args(_cfg(default_hooks=dict()), args)
+    assert cfg.load_from == str(ckpt) and cfg.work_dir.endswith('k')
+    assert cfg.test_evaluator == [
+        dict(type='AccMetric'),
+        dict(type='DumpResults', out_file_path='p.pkl')
+    ]
+    vis = cfg.default_hooks.visualization
+    assert vis.type == 'MultiViewVideoVisualizationHook'
+    assert (vis.enable, vis.out_dir, vis.interval) == (True, 'vis', 3)
+    seg = _cfg(default_scope='mmseg',
+               default_hooks=dict(visualization=dict(
+                   type='SegVisualizationHook')),
+               visualizer=dict(type='SegLocalVisualizer'))
+    seg = test_tool.merge_args(seg, args)
+    assert seg.default_hooks.visualization.draw is True
+    assert seg.visualizer.save_dir == 'vis'
+    with pytest.raises(ValueError, match='default_hooks.visualization'):
+        test_tool.merge_args(_cfg(default_scope=None), args)
+
+
+# --------------------------------------------------------------------------
+# end to end
+# --------------------------------------------------------------------------
+SMOKE_CONFIG = '''
+_base_ = ['mmaction::_base_/default_runtime.py']
+data_root = {data_root!r}
+model = dict(
+    type='Recognizer3D',
+    backbone=dict(
+        type='ResNet3d', depth=18, pretrained=None, pretrained2d=False,
+        base_channels=4, num_stages=1, out_indices=(0, ), stage_blocks=(1, ),
+        spatial_strides=(1, ), temporal_strides=(1, ), dilations=(1, ),
+        conv1_kernel=(1, 3, 3), conv1_stride_t=1, pool1_stride_t=1,
+        inflate=((0, ), )),
+    cls_head=dict(type='I3DHead', num_classes=3, in_channels=4,
+                  dropout_ratio=0., average_clips='prob'),
+    data_preprocessor=dict(type='ActionDataPreprocessor',
+                           format_shape='NCTHW'))
+pipeline = [
+    dict(type='DecordInit'),
+    dict(type='SampleFrames', clip_len=4, frame_interval=2, num_clips=1,
+         test_mode=True),
+    dict(type='DecordDecode'),
+    dict(type='FormatShape', input_format='NCTHW'),
+    dict(type='PackActionInputs'),
+]
+train_dataloader = dict(
+    batch_size=3, num_workers=0, sampler=dict(type='DefaultSampler',
+                                              shuffle=True),
+    dataset=dict(type='VideoDataset',
+                 ann_file=data_root + '/kinetics400_train_list_videos.txt',
+                 data_prefix=dict(video=data_root + '/videos_train'),
+                 pipeline=pipeline))
+val_dataloader = dict(
+    batch_size=3, num_workers=0, sampler=dict(type='DefaultSampler',
+                                              shuffle=False),
+    dataset=dict(type='VideoDataset',
+                 ann_file=data_root + '/kinetics400_val_list_videos.txt',
+                 data_prefix=dict(video=data_root + '/videos_val'),
+                 pipeline=pipeline, test_mode=True))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='AccMetric')
+test_evaluator = val_evaluator
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=1)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9))
+param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=True)]
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
+'''
+
+
+def test_train_test_resume_end_to_end(tmp_path, restore_default_scope):
+    data_root = tmp_path / 'kinetics400'
+    mtd.make_dataset([
+        'kinetics400', '--out', str(data_root), '--per-class', '2',
+        '--val-per-class', '1', '--frames', '16', '--size', '32x64'
+    ])
+    config = tmp_path / 'tiny_r3d_k400.py'
+    config.write_text(SMOKE_CONFIG.format(data_root=str(data_root)))
+    work_dir = tmp_path / 'work'
+
+    # no custom_imports in the config: train.py imports the plugin itself
+    train.main([str(config), '--work-dir', str(work_dir), '--seed', '0'])
+    assert (work_dir / 'epoch_1.pth').is_file()
+    assert (work_dir / 'last_checkpoint').is_file()
+    runs = [p for p in work_dir.iterdir() if p.is_dir()]
+    assert len(runs) == 1 and (runs[0] / f'{runs[0].name}.log').is_file()
+
+    dump = tmp_path / 'preds.pkl'
+    test_tool.main([
+        str(config), str(work_dir / 'epoch_1.pth'), '--work-dir',
+        str(tmp_path / 'test'), '--dump', str(dump)
+    ])
+    with open(dump, 'rb') as f:
+        preds = pickle.load(f)
+    assert len(preds) == 3
+    assert sorted(int(p['gt_label']) for p in preds) == [0, 1, 2]
+    assert tuple(preds[0]['pred_score'].shape) == (3, )
+
+    # --resume (auto) continues from epoch 1 to epoch 2 in the same work dir
+    train.main([
+        str(config), '--work-dir', str(work_dir), '--resume',
+        '--no-validate', '--cfg-options', 'train_cfg.max_epochs=2'
+    ])
+    assert (work_dir / 'epoch_2.pth').is_file()
+    assert (work_dir / 'last_checkpoint').read_text().strip().endswith(
+        'epoch_2.pth')
+    assert len([p for p in work_dir.iterdir() if p.is_dir()]) == 2
