@@ -21,6 +21,9 @@ What is patched and why (see README "Installation" for the version matrix):
   upstream after 0.10.7 by #1670). See :mod:`morphmlp_mm.utils.safe_load` for
   the loader we register instead: weights-only with an explicit allow-list of
   the metadata types mmengine writes, never a blanket ``weights_only=False``.
+
+Beyond host bugs, :func:`make_local_writes_atomic` makes mmengine's local
+file writes atomic, so that no checkpoint is ever left half-written.
 """
 import importlib.machinery
 import importlib.util
@@ -118,10 +121,19 @@ def patch_checkpoint_loading() -> bool:
     return install_mmengine_loader()
 
 
+def make_local_writes_atomic() -> bool:
+    """Not an upstream bug: atomic checkpoint writes (see utils.atomic_io)."""
+    if importlib.util.find_spec('mmengine') is None:
+        return False
+    from .utils.atomic_io import install_atomic_local_backend
+    return install_atomic_local_backend()
+
+
 def apply_all() -> dict:
     """Apply every workaround once; returns ``{name: applied}``."""
     if not _APPLIED:
         _APPLIED['mmcv_ext'] = shim_mmcv_ext()
         _APPLIED['mmaction_drn'] = shim_mmaction_drn()
         _APPLIED['checkpoint_loading'] = patch_checkpoint_loading()
+        _APPLIED['atomic_local_writes'] = make_local_writes_atomic()
     return dict(_APPLIED)

@@ -251,3 +251,36 @@ def test_checkpoint_loading_roundtrip_and_refusal(tmp_path):
     torch.save({'state_dict': {}, 'x': Evil()}, evil)
     with pytest.raises(pickle.UnpicklingError, match='system'):
         load_checkpoint(other, str(evil))
+
+
+def test_checkpoint_saves_are_atomic(tmp_path, monkeypatch):
+    """A save that dies half-way leaves the previous file intact."""
+    from mmengine.runner.checkpoint import save_checkpoint
+    from morphmlp_mm.utils import atomic_io
+    path = tmp_path / 'epoch_1.pth'
+    save_checkpoint({'state_dict': {'w': torch.ones(3)}}, str(path))
+    good = path.read_bytes()
+
+    real_fsync = os.fsync
+
+    def dying_fsync(fd):
+        real_fsync(fd)
+        raise KeyboardInterrupt('killed while saving')
+
+    monkeypatch.setattr(atomic_io.os, 'fsync', dying_fsync)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({'state_dict': {'w': torch.zeros(1000)}}, str(path))
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['epoch_1.pth']
+    monkeypatch.undo()
+    from mmengine.fileio.backends.local_backend import LocalBackend
+    LocalBackend().put_text('epoch_1.pth', tmp_path / 'last_checkpoint')
+    assert (tmp_path / 'last_checkpoint').read_text() == 'epoch_1.pth'
+
+
+def test_scheduler_state_with_counter_loads(tmp_path):
+    import collections
+    from morphmlp_mm.utils import safe_torch_load
+    path = tmp_path / 'sched.pth'
+    torch.save({'milestones': collections.Counter({3: 1})}, path)
+    assert safe_torch_load(str(path))['milestones'] == {3: 1}

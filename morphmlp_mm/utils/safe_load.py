@@ -27,6 +27,7 @@ import torch
 ALLOWED_GLOBALS = {
     ('collections', 'OrderedDict'),
     ('collections', 'defaultdict'),
+    ('collections', 'Counter'),  # MultiStepLR milestones
     ('_codecs', 'encode'),
     ('builtins', 'set'),
     ('builtins', 'frozenset'),
