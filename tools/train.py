@@ -10,11 +10,12 @@ Examples::
 
     python tools/train.py configs/recognition/<cfg>.py
     python tools/train.py <cfg>.py --work-dir work_dirs/run1 --seed 0
-    python tools/train.py <cfg>.py --resume                 # latest in work_dir
+    python tools/train.py <cfg>.py --resume          # latest in work_dir
     python tools/train.py <cfg>.py --resume work_dirs/x/epoch_3.pth
     bash tools/dist_train.sh <cfg>.py 8 --amp
     # CPU, 2 processes:
-    bash tools/dist_train.sh <cfg>.py 2 --cfg-options env_cfg.dist_cfg.backend=gloo
+    bash tools/dist_train.sh <cfg>.py 2 \
+        --cfg-options env_cfg.dist_cfg.backend=gloo
 
 Behaviour worth knowing:
 

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
-import cv2  # noqa: F401  (cv2 before decord: decord's bundled zlib breaks cv2 PNG I/O)
+# cv2 before decord: decord's bundled zlib breaks cv2's PNG I/O otherwise
+import cv2
 import numpy as np
 import pytest
 from mmengine.registry import DefaultScope
@@ -133,8 +134,8 @@ def test_kinetics400_layout(k400):
             assert m.group(1) == names[int(label)].replace(' ', '_')
             assert int(m.group(3)) - int(m.group(2)) == 10
             assert osp.isfile(osp.join(root, f'videos_{split}', rel))
-        csv_name = 'kinetics_val.csv' if split == 'val' else 'kinetics_train.csv'
-        rows = open(osp.join(root, 'annotations', csv_name)).read().splitlines()
+        csv_path = osp.join(root, 'annotations', f'kinetics_{split}.csv')
+        rows = open(csv_path).read().splitlines()
         assert rows[0] == 'label,youtube_id,time_start,time_end,split'
         assert len(rows) == n + 1
 
