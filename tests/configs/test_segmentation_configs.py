@@ -28,7 +28,6 @@ import os
 import os.path as osp
 import subprocess
 import sys
-import warnings
 
 import cv2
 import numpy as np
@@ -167,7 +166,7 @@ def _run_train(config, work_dir, options, resume=False):
 
 
 def _run_log_dirs(work_dir):
-    """Timestamped log directories of the runs in ``work_dir``, oldest first."""
+    """Timestamped log directories in ``work_dir``, oldest first."""
     return sorted(
         osp.join(work_dir, d) for d in os.listdir(work_dir)
         if osp.isdir(osp.join(work_dir, d)) and d[:8].isdigit())
@@ -352,9 +351,12 @@ def test_syncbn_config_reverts_to_bn_in_one_process(tiny_ade, tmp_path):
     model = runner.model
     assert not any(isinstance(m, torch.nn.SyncBatchNorm)
                    for m in model.modules())
-    assert type(model.backbone.patch_embed1.norm1) is torch.nn.BatchNorm2d
-    assert type(model.decode_head.scale_heads[0][0].bn) is \
-        torch.nn.BatchNorm2d
+    # mmengine's revert_sync_batchnorm yields its _BatchNormXd (a BatchNorm)
+    for norm in (model.backbone.patch_embed1.norm1,
+                 model.backbone.patch_embed1.norm2,
+                 model.decode_head.scale_heads[0][0].bn):
+        assert isinstance(norm, torch.nn.modules.batchnorm._BatchNorm)
+        assert not isinstance(norm, torch.nn.SyncBatchNorm)
     # a training step in train mode (SyncBN would need a process group)
     data = next(iter(runner.build_dataloader(cfg.train_dataloader)))
     model.train()
@@ -390,16 +392,18 @@ def trained(request, tiny_ade, tmp_path_factory):
         'default_hooks.logger.interval=1',
     ]
     output = _run_train(config, work_dir, opts + loop)
+    with open(work_dir / 'last_checkpoint') as f:
+        last = f.read().strip()
+    (log_dir, ) = _run_log_dirs(work_dir)
     return dict(head=head, config=config, work_dir=work_dir, opts=opts,
-                output=output)
+                output=output, last_checkpoint=last, log_dir=log_dir)
 
 
 def test_train_validates_with_miou_and_saves(trained):
     work_dir = trained['work_dir']
     assert osp.isfile(work_dir / 'iter_2.pth')
-    with open(work_dir / 'last_checkpoint') as f:
-        assert f.read().strip().endswith('iter_2.pth')
-    (log_dir, ) = _run_log_dirs(work_dir)
+    assert trained['last_checkpoint'].endswith('iter_2.pth')
+    log_dir = trained['log_dir']
     with open(osp.join(log_dir, osp.basename(log_dir) + '.log')) as f:
         log = f.read()
     assert 'Iter(train) [2/2]' in log
