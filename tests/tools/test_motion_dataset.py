@@ -364,11 +364,16 @@ def test_size_decord_cannot_read_is_refused(tmp_path):
 def test_existing_dataset_needs_overwrite(tmp_path):
     kwargs = dict(num_train_per_class=1, num_val_per_class=0, num_frames=4,
                   size=32, classes=['something standing still'])
-    mmd.make_motion_dataset(tmp_path, **kwargs)
+    (tmp_path / 'notes.txt').write_text('not ours')
+    mmd.make_motion_dataset(tmp_path, **kwargs)  # foreign files are fine
     with pytest.raises(ValueError, match='overwrite'):
         mmd.make_motion_dataset(tmp_path, **kwargs)
+    (tmp_path / 'videos' / 'train' / 'stale.mp4').write_bytes(b'x')
     summary = mmd.make_motion_dataset(tmp_path, overwrite=True, **kwargs)
     assert summary['splits']['train']['num_clips'] == 1
+    assert sorted(p.name for p in (tmp_path / 'videos' / 'train').iterdir()
+                  ) == ['000000.mp4']
+    assert (tmp_path / 'notes.txt').read_text() == 'not ours'
 
 
 def test_cli(tmp_path, capsys):

@@ -1,0 +1,76 @@
+# A small MorphMLP3D on the synthetic motion dataset (tools/data/make_motion_dataset.py):
+# 10 classes, 8 of which (4 pairs) differ only in the direction of time. Trains in a few minutes on 2 CPU
+# cores; run by tools/demo/motion_demo.py. Everything else is mmaction2's standard recognition stack.
+_base_ = ['mmaction::_base_/default_runtime.py']
+custom_imports = dict(imports=['morphmlp_mm'], allow_failed_imports=False)
+
+data_root = 'data/motion'
+num_frames = 16
+num_classes = 10
+
+model = dict(
+    type='Recognizer3D',
+    backbone=dict(
+        type='MorphMLP3D',
+        # 64x64 input -> stage maps 16, 8, 4, 2: chunks of a quarter row, a full row, the whole map and the
+        # whole map, the same progression as the 224 model ([14, 28, 28, 49] on 56/28/14/7).
+        arch=dict(depths=[1, 1, 2, 1], channels=[32, 64, 128, 128],
+                  chunk_lengths=[4, 8, (4, 4), (2, 2)], mlp_ratio=3.),
+        num_frames=num_frames,
+        temporal=True,
+        drop_path_rate=0.),
+    cls_head=dict(type='I3DHead', num_classes=num_classes, in_channels=128, dropout_ratio=0.,
+                  average_clips='prob'),
+    data_preprocessor=dict(type='ActionDataPreprocessor', mean=[114.75] * 3, std=[57.375] * 3,
+                           format_shape='NCTHW'))
+
+# No flip: it would turn "left to right" into "right to left".
+train_pipeline = [
+    dict(type='DecordInit'),
+    dict(type='SampleFrames', clip_len=num_frames, frame_interval=1, num_clips=1),
+    dict(type='DecordDecode'),
+    dict(type='FormatShape', input_format='NCTHW'),
+    dict(type='PackActionInputs'),
+]
+val_pipeline = [
+    dict(type='DecordInit'),
+    dict(type='SampleFrames', clip_len=num_frames, frame_interval=1, num_clips=1, test_mode=True),
+    dict(type='DecordDecode'),
+    dict(type='FormatShape', input_format='NCTHW'),
+    dict(type='PackActionInputs'),
+]
+test_pipeline = val_pipeline  # read by mmaction.apis.inference_recognizer
+dataset_type = 'RobustVideoDataset'
+train_dataloader = dict(
+    batch_size=8, num_workers=1, persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(type=dataset_type, data_root=data_root, ann_file=f'{data_root}/train_list.txt',
+                 data_prefix=dict(video=data_root), pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=8, num_workers=1, persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type=dataset_type, data_root=data_root, ann_file=f'{data_root}/val_list.txt',
+                 data_prefix=dict(video=data_root), pipeline=val_pipeline, test_mode=True))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='AccMetric', metric_list=('top_k_accuracy', 'mean_class_accuracy'))
+test_evaluator = val_evaluator
+
+max_epochs = 12
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_begin=1, val_interval=2)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+optim_wrapper = dict(
+    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
+    paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.),
+    clip_grad=dict(max_norm=20))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - 1, eta_min=1e-5, by_epoch=True, begin=1, end=max_epochs,
+         convert_to_iter_based=True),
+]
+default_hooks = dict(checkpoint=dict(interval=4, max_keep_ckpts=1, save_best='auto'),
+                     logger=dict(interval=20))
+env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+               dist_cfg=dict(backend='gloo'))
+randomness = dict(seed=0, deterministic=False)
+auto_scale_lr = dict(enable=False, base_batch_size=8)
