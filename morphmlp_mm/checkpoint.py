@@ -379,6 +379,11 @@ def detect_arch(state: Mapping[str, Any],
     depths = [counts[s] for s in (1, 2, 3, 4)]
     channels, ratios, tdims = [], [], []
     for s in (1, 2, 3, 4):
+        for key in (f'blocks{s}.0.norm1.weight',
+                    f'blocks{s}.0.mlp.fc1.weight'):
+            if key not in state:
+                raise ValueError(f'a MorphMLP checkpoint has {key!r}, this '
+                                 'one does not')
         c = _shape(state[f'blocks{s}.0.norm1.weight'])[0]
         channels.append(c)
         ratios.append(_shape(state[f'blocks{s}.0.mlp.fc1.weight'])[0] / c)
@@ -488,22 +493,6 @@ def inflate_kernel(weight: torch.Tensor,
         return weight.unsqueeze(2).repeat(1, 1, time, 1, 1) / time
     out = weight.new_zeros(weight.shape[:2] + (time, ) + weight.shape[2:])
     out[:, :, time // 2] = weight
-    return out
-
-
-def fold_video_to_image(state: Mapping[str, torch.Tensor]) -> StateDict:
-    """Turn a video backbone dict into an image one (our names).
-
-    5-D kernels are folded with :func:`fold_kernel`; ``t_norm1`` / ``t_fc``
-    keys are dropped.
-    """
-    out = OrderedDict()
-    for key, value in state.items():
-        if _TEMPORAL_RE.match(key):
-            continue
-        if isinstance(value, torch.Tensor) and value.dim() == 5:
-            value = fold_kernel(value)
-        out[key] = value
     return out
 
 
@@ -721,11 +710,10 @@ def load_pretrained(model: nn.Module,
 
     if inflate is None:
         inflate = _pretrained_inflate(model) or 'center'
-    source = checkpoint if isinstance(checkpoint, str) else 'checkpoint'
-    if isinstance(checkpoint, (str, bytes)) or hasattr(checkpoint,
-                                                       '__fspath__'):
-        checkpoint = load_checkpoint_file(
-            str(checkpoint), map_location=map_location)
+    source = 'checkpoint'
+    if isinstance(checkpoint, str) or hasattr(checkpoint, '__fspath__'):
+        source = str(checkpoint)
+        checkpoint = load_checkpoint_file(source, map_location=map_location)
     state = extract_state_dict(checkpoint)
     if prefix:
         state = select_prefix(state, prefix)
@@ -787,8 +775,7 @@ def load_pretrained(model: nn.Module,
 __all__ = [
     'ArchInfo', 'LoadReport', 'INFLATE_MODES', 'OFFICIAL_CHUNK_LENGTHS',
     'check_morphmlp', 'choose_num_frames', 'convert_to_model', 'detect_arch',
-    'extract_state_dict', 'fold_kernel', 'fold_video_to_image',
-    'inflate_kernel', 'init_on_meta', 'is_temporal_key', 'load_checkpoint_file',
-    'load_pretrained', 'read_official_cfg', 'select_prefix',
-    'split_backbone_head'
+    'extract_state_dict', 'fold_kernel', 'inflate_kernel', 'init_on_meta',
+    'is_temporal_key', 'load_checkpoint_file', 'load_pretrained',
+    'read_official_cfg', 'select_prefix', 'split_backbone_head'
 ]

@@ -1,4 +1,4 @@
-"""Tests of morphmlp_mm.checkpoint: loading, 2D -> 3D inflation, 3D -> 2D folding.
+"""Tests of morphmlp_mm.checkpoint: loading, 2D -> 3D and 3D -> 2D weights.
 
 Tiny custom archs at 64 x 64 keep every test fast. What the round trip
 asserts (see the module docstring of ``morphmlp_mm.checkpoint``):

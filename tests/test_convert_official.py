@@ -192,8 +192,15 @@ def test_video_conversion_and_host_logits(tmp_path, capsys):
     assert meta['kind'] == 'video' and meta['num_classes'] == 7
     assert meta['arch']['chunk_lengths'] == [4, 8, 8, 16]
 
-    model = _recognizer(meta)
-    _load(model, dst)
+    # the path users take: load_from / mmengine.runner.load_checkpoint
+    from mmengine.runner import load_checkpoint
+    model = _build(
+        dict(type='Recognizer3D',
+             backbone=dict(type='MorphMLP3D', arch=meta['arch'],
+                           num_frames=meta['num_frames']),
+             cls_head=dict(type='I3DHead', in_channels=112, num_classes=7,
+                           dropout_ratio=0.)), 'mmaction', meta=False)
+    load_checkpoint(model, str(dst), strict=True, logger='silent')
     x = torch.randn(2, 3, 8, 64, 64)
     with torch.no_grad():
         logits = model(x[:, None], mode='tensor', stage='head')

@@ -53,14 +53,12 @@ if ROOT not in sys.path:  # run from a source checkout without installing
 
 import morphmlp_mm  # noqa: E402
 from morphmlp_mm import MorphMLP, MorphMLP3D  # noqa: E402
-from morphmlp_mm.checkpoint import (BACKBONE_PREFIX, INFLATE_MODES,  # noqa
-                                    MMACTION_HEAD, MMPRETRAIN_HEAD,
-                                    OFFICIAL_CHUNK_LENGTHS, ArchInfo,
-                                    check_morphmlp,
-                                    choose_num_frames, convert_to_model,
-                                    detect_arch, extract_state_dict,
-                                    init_on_meta, is_temporal_key, load_checkpoint_file,
-                                    read_official_cfg, split_backbone_head)
+from morphmlp_mm.checkpoint import (  # noqa: E402
+    BACKBONE_PREFIX, INFLATE_MODES, MMACTION_HEAD, MMPRETRAIN_HEAD,
+    OFFICIAL_CHUNK_LENGTHS, ArchInfo, check_morphmlp, choose_num_frames,
+    convert_to_model, detect_arch, extract_state_dict, init_on_meta,
+    is_temporal_key, load_checkpoint_file, read_official_cfg,
+    split_backbone_head)
 
 KINDS = ('auto', 'video', 'image')
 #: Official default input frames when a file has no temporal branch.
@@ -248,9 +246,16 @@ def convert(src: str,
         if frames is None:
             frames = DEFAULT_FRAMES
         if info.temporal:
-            log(f"frames: num_frames={frames} (T'={(frames + 1) // 2} after "
-                f"the stem; t_fc.mlp_t widths {info.temporal_dims} fit "
-                f'num_frames in {sorted(2 * t for t in info.stem_frames)})')
+            if num_frames is not None:
+                why = 'as requested'
+            elif recorded.get('num_frames') == frames:
+                why = 'recorded in the file'
+            else:
+                why = 'the official frame count that fits'
+            log(f"frames: num_frames={frames}, {why} (T'={(frames + 1) // 2}"
+                f' after the stem; the t_fc.mlp_t widths '
+                f'{info.temporal_dims} fit num_frames in '
+                f'{sorted(2 * t for t in info.stem_frames)})')
         else:
             log(f'frames: num_frames={frames} (no temporal branch in the '
                 'file: MorphFC_t keeps its official init when loaded)')
@@ -307,8 +312,12 @@ def convert(src: str,
     dst_dir = osp.dirname(osp.abspath(dst))
     os.makedirs(dst_dir, exist_ok=True)
     tmp = dst + '.tmp'
-    torch.save({'state_dict': out, 'meta': meta}, tmp)
-    os.replace(tmp, dst)
+    try:
+        torch.save({'state_dict': out, 'meta': meta}, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
     backbone_cfg = dict(type=type(model).__name__, arch=arch)
     if kind == 'video':
         backbone_cfg['num_frames'] = frames
