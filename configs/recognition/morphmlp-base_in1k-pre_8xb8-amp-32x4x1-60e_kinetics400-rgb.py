@@ -1,9 +1,8 @@
 # MorphMLP-B, 32x4 dense sampling, Kinetics-400, ImageNet-1k initialisation.
-# Official recipe: MTLab/MorphMLP configs/K400/K400_MLP_B32x4.yaml: the
-# B16 recipe with 32 frames and a 30-epoch warm-up (10 for the others).
-# Paper ([v1] Table 3): 80.8 / 94.9 top-1 / top-5 with 1 crop x 4 clips,
-# 197 GFLOPs per view (the paper gives 788 G over the 4 views), 68.5 M
-# parameters.
+# Official recipe: MTLab/MorphMLP configs/K400/K400_MLP_B32x4.yaml: the B16
+# recipe with 32 frames and a 30-epoch warm-up (10 for the others). Paper ([v1]
+# Table 3): 80.8 / 94.9 top-1 / top-5 with 1 crop x 4 clips, 197.0 GFLOPs per
+# view (the paper gives 788 G over the 4 views), 68.5 M parameters.
 _base_ = ['./morphmlp-base_in1k-pre_8xb8-amp-16x4x1-60e_kinetics400-rgb.py']
 
 num_frames = 32

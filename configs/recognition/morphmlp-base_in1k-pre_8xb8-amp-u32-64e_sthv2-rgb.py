@@ -1,10 +1,10 @@
 # MorphMLP-B, 32 uniformly sampled frames, Something-Something V2, ImageNet-1k
-# initialisation -- the headline model (configs/recognition/morphmlp_b_ssv2.py).
-# Official recipe: MTLab/MorphMLP configs/SSV2/SSV2_MLP_B32.yaml: the B16
-# recipe with 32 frames and 64 epochs (60 for the others).
-# Paper ([v1] Table 4): 70.1 / 92.8 top-1 / top-5 with 3 crops x 1 clip,
-# 197 GFLOPs per view (the paper gives 591 G over the 3 views), 68.3 M
-# parameters.
+# initialisation -- the headline model
+# (configs/recognition/morphmlp_b_ssv2.py). Official recipe: MTLab/MorphMLP
+# configs/SSV2/SSV2_MLP_B32.yaml: the B16 recipe with 32 frames and 64 epochs
+# (60 for the others). Paper ([v1] Table 4): 70.1 / 92.8 top-1 / top-5 with 3
+# crops x 1 clip, 197.0 GFLOPs per view (the paper gives 591 G over the 3
+# views), 68.3 M parameters.
 #
 # The official yaml points PRETRAIN_PATH at video_morphmlp_s.pth; before
 # 2023-03-16 that file held B depths (MTLab/MorphMLP issue #4), so the B

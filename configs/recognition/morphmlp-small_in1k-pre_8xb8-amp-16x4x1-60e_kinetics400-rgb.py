@@ -1,11 +1,10 @@
 # MorphMLP-S, 16x4 dense sampling, Kinetics-400, ImageNet-1k initialisation.
-# Official recipe: MTLab/MorphMLP configs/K400/K400_MLP_S16x4.yaml.
-# Paper ([v1] Table 3): 78.7 / 93.8 top-1 / top-5 with 1 crop x 4 clips,
-# 66 GFLOPs per view (the paper gives 268 G over the 4 views), 47.0 M
-# parameters.
+# Official recipe: MTLab/MorphMLP configs/K400/K400_MLP_S16x4.yaml. Paper ([v1]
+# Table 3): 78.7 / 93.8 top-1 / top-5 with 1 crop x 4 clips, 66.5 GFLOPs per
+# view (the paper gives 268 G over the 4 views), 47.0 M parameters.
 #
-# This is the full Kinetics-400 config; the other Kinetics-400 configs
-# inherit it and change only arch, frames or schedule.
+# This is the full Kinetics-400 config; the other Kinetics-400 configs inherit
+# it and change only arch, frames or schedule.
 _base_ = [
     '../_base_/models/morphmlp3d.py',
     'mmaction::_base_/default_runtime.py',
@@ -27,8 +26,9 @@ model = dict(
             type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
     cls_head=dict(num_classes=400))
 
-# dataset settings
-dataset_type = 'VideoDataset'
+# dataset settings (RobustVideoDataset: mmaction2's VideoDataset with clear
+# errors for a wrong data root / annotation file; morphmlp_mm.datasets)
+dataset_type = 'RobustVideoDataset'
 data_root = 'data/kinetics400/videos_train'
 data_root_val = 'data/kinetics400/videos_val'
 ann_file_train = 'data/kinetics400/kinetics400_train_list_videos.txt'
@@ -39,14 +39,29 @@ ann_file_test = 'data/kinetics400/kinetics400_val_list_videos.txt'
 # random-resized crop (area 8-100 %, aspect 3/4-4/3) to 224, horizontal flip,
 # RandAugment (see the note below), random erasing 0.25.
 #
-# RandAugment: the official recipe is timm's 'rand-m7-n4-mstd0.5-inc1' (4
-# ops per clip, magnitude 7 of 10, the same ops for every frame). mmaction2's
+# RandAugment: the official recipe is timm's 'rand-m7-n4-mstd0.5-inc1': 4
+# layers, each drawing one op and applying it with probability 0.5, at
+# magnitude 7 of 10, the same for every frame of the clip. mmaction2's
 # PytorchVideoWrapper needs pytorchvideo, whose last release does not import
-# with torchvision >= 0.17; torchvision's RandAugment is used instead, with
-# 11 magnitude bins so that magnitude 7 is 70 % of the range as in timm (no
-# magnitude noise; bilinear = 2, nearest is torchvision's default). It draws
-# one set of ops per clip, so every frame gets the same augmentation.
-#
+# with torchvision >= 0.17, so each layer here is torchvision's RandAugment
+# with one op inside mmcv's RandomApply(prob=0.5); 11 magnitude bins make
+# magnitude 7 70 % of each op's range as in timm (no magnitude noise;
+# interpolation 2 = bilinear). One draw per clip: all frames get the same op.
+rand_augment = [
+    dict(
+        type='RandomApply',
+        prob=0.5,
+        transforms=[
+            dict(
+                type='TorchVisionWrapper',
+                op='RandAugment',
+                num_ops=1,
+                magnitude=7,
+                num_magnitude_bins=11,
+                interpolation=2)
+        ]) for _ in range(4)
+]
+
 # Random erasing: one box with p = 0.25, filled with per-pixel noise
 # N(114.75, 57.375) -- timm's 'pixel' mode N(0, 1) after normalisation.
 train_pipeline = [
@@ -59,13 +74,7 @@ train_pipeline = [
         aspect_ratio_range=(3 / 4, 4 / 3)),
     dict(type='Resize', scale=(224, 224), keep_ratio=False),
     dict(type='Flip', flip_ratio=0.5),
-    dict(
-        type='TorchVisionWrapper',
-        op='RandAugment',
-        num_ops=4,
-        magnitude=7,
-        num_magnitude_bins=11,
-        interpolation=2),
+    *rand_augment,
     dict(
         type='RandomErasing',
         erase_prob=0.25,

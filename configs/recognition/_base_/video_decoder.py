@@ -18,8 +18,8 @@
 # Repeated augmentation: the official recipe decodes each training video once
 # and augments it twice (AUG.NUM_SAMPLE 2). mmaction2 does this with
 # RepeatAugDataset, which only works with decord. With PyAV or OpenCV the
-# training set is a plain VideoDataset and ``train_videos_per_gpu`` doubles,
-# so a step still sees the same number of clips (16 per GPU).
+# training set is a plain (Robust)VideoDataset and ``train_videos_per_gpu``
+# doubles, so a step still sees the same number of clips (16 per GPU).
 decoder = '{{$MORPHMLP_DECODER:decord}}'
 
 _decoders = dict(
@@ -45,7 +45,7 @@ if decoder == 'decord':
     train_collate_fn = dict(type='repeat_pseudo_collate')
 else:
     num_repeats = 1
-    train_dataset_type = 'VideoDataset'
+    train_dataset_type = 'RobustVideoDataset'
     train_dataset_extra = dict()
     train_collate_fn = dict(type='pseudo_collate')
 train_videos_per_gpu = train_clips_per_gpu // num_repeats
