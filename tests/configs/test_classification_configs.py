@@ -209,7 +209,8 @@ def test_image_demo_real_photo_top5(tmp_path, capsys):
     rows = demo.main(['skimage:chelsea', str(_config_path('tiny')),
                       '--out-file', str(out_file)])
     captured = capsys.readouterr()
-    assert 'RANDOM' in captured.err and 'meaningless' in captured.err
+    assert 'RANDOM' in captured.err
+    assert 'meaningless' in captured.err.lower()
 
     assert [r['rank'] for r in rows] == [1, 2, 3, 4, 5]
     scores = [r['score'] for r in rows]
@@ -252,3 +253,18 @@ def test_get_flops_tiny_matches_paper_table(capsys):
     assert result['params'] / 1e6 == pytest.approx(23.39, abs=0.01)
     assert f"FLOPs:           {result['gflops']:.2f} GMACs" in text
     assert 'Params:          23.39 M' in text
+
+
+def test_metafile_lists_every_config():
+    import yaml
+    meta = yaml.safe_load((CONFIG_DIR / 'metafile.yml').read_text())
+    models = {m['Name']: m for m in meta['Models']}
+    assert set(models) == {
+        f'morphmlp-{arch}_8xb128_in1k' for arch in VARIANTS}
+    for arch, (_, _, params_m, top1) in VARIANTS.items():
+        entry = models[f'morphmlp-{arch}_8xb128_in1k']
+        assert (ROOT / entry['Config']) == _config_path(arch)
+        assert entry['Metadata']['Parameters'] == round(params_m * 1e6)
+        assert entry['Metadata']['Batch Size'] == 1024
+        metrics = entry['Results'][0]['Metrics']
+        assert metrics['Top 1 Accuracy'] == top1

@@ -2,8 +2,9 @@
 
 Configs are written to tmp_path with tiny custom MorphMLP archs so that the
 counts run in seconds; the numbers are checked against independent
-``mmengine.analysis`` counts of the bare modules and against exact MAC
-formulas (a linear head adds in_channels x classes).
+``mmengine.analysis`` counts of the bare backbones (their plain-algorithm
+twins, which the tool counts by default) and against exact MAC formulas (a
+linear head adds in_channels x classes).
 """
 import importlib.util
 import json
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.config import Config
+
+from morphmlp_mm.models.plain import build_plain
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location(
@@ -77,7 +80,11 @@ model = dict(
 
 IMAGE_CFG = '''
 _base_ = [{base!r}]
-model = dict(backbone=dict(arch={arch}), head=dict(in_channels=112))
+# a dict arch replaces the base's string arch: the backbone is redefined
+model = dict(
+    backbone=dict(_delete_=True, type='MorphMLP', arch={arch},
+                  out_type='avg_featmap'),
+    head=dict(in_channels=112))
 '''
 
 
@@ -126,9 +133,11 @@ def test_video_per_view_times_views(tmp_path, capsys):
     assert result['flops_all_views'] == 6 * result['flops']
     assert result['counted'] == ['backbone']
 
-    # equals a count of the bare backbone on one view
+    # equals a count of the bare backbone (plain algorithm) on one view
     backbone = MorphMLP3D(eval(ARCH), num_frames=4)
-    assert result['flops'] == _macs(backbone, torch.zeros(1, 3, 4, 64, 64))
+    assert result['implementation'] == 'plain'
+    assert result['flops'] == _macs(build_plain(backbone),
+                                    torch.zeros(1, 3, 4, 64, 64))
     assert result['params_counted'] == sum(
         p.numel() for p in backbone.parameters())
     assert result['params'] == result['params_counted'] + 112 * 7 + 7
@@ -239,7 +248,8 @@ def test_seg_no_head_counts_backbone_and_neck(tmp_path, capsys):
     assert 0 < plain['flops'] < whole['flops']
     backbone = MorphMLP(eval(ARCH), out_indices=(0, 1, 2, 3),
                         out_type='featmap')
-    assert plain['flops'] > _macs(backbone, torch.zeros(1, 3, 96, 128))
+    assert plain['flops'] > _macs(build_plain(backbone),
+                                  torch.zeros(1, 3, 96, 128))
 
 
 # --------------------------------------------------------------------------
@@ -257,7 +267,8 @@ def test_image_custom_arch_and_cfg_options(tmp_path, capsys):
     assert plain['task'] == 'image'
     assert plain['input_shape'] == [1, 3, 64, 64]
     backbone = MorphMLP(eval(ARCH))
-    assert plain['flops'] == _macs(backbone, torch.zeros(1, 3, 64, 64))
+    assert plain['flops'] == _macs(build_plain(backbone),
+                                   torch.zeros(1, 3, 64, 64))
     # LinearClsHead with 10 classes on 112 channels
     assert head['flops'] - plain['flops'] == 112 * 10
     assert head['params'] == head['params_counted']
@@ -284,5 +295,57 @@ def test_image_shape_forms_and_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match='cannot tell the task'):
         gf.infer_task(Config(dict(model=dict(type='Detector'))))
     base = ROOT / 'configs/classification/morphmlp-tiny_8xb128_in1k.py'
-    with pytest.raises(SystemExit, match='--shape for an image model'):
+    with pytest.raises(SystemExit, match='--shape for an image'):
         gf.main([str(base), '--shape', '1', '2', '3', '4', '5'])
+
+
+def test_runtime_path_counts_the_forward_that_runs(tmp_path, capsys):
+    from morphmlp_mm import MorphMLP
+    base = ROOT / 'configs/classification/morphmlp-tiny_8xb128_in1k.py'
+    cfg = _write(tmp_path, 'img.py',
+                 IMAGE_CFG.format(base=str(base), arch=ARCH))
+    result = gf.main([cfg, '--shape', '64', '--runtime-path'])
+    assert 'optimised MorphMLP path' in capsys.readouterr().out
+    assert result['implementation'] == 'runtime'
+    backbone = MorphMLP(eval(ARCH))
+    assert result['flops'] == _macs(backbone, torch.zeros(1, 3, 64, 64))
+
+
+TSN_CFG = '''
+custom_imports = dict(imports=['morphmlp_mm'], allow_failed_imports=False)
+default_scope = 'mmaction'
+model = dict(
+    type='Recognizer2D',
+    backbone=dict(type='mmpretrain.MorphMLP', arch={arch},
+                  out_type='featmap'),
+    cls_head=dict(type='TSNHead', num_classes=5, in_channels=112,
+                  average_clips='prob'),
+    data_preprocessor=dict(type='ActionDataPreprocessor',
+                           format_shape='NCHW'))
+test_pipeline = [
+    dict(type='DecordInit'),
+    dict(type='SampleFrames', clip_len=1, frame_interval=1, num_clips=8,
+         test_mode=True),
+    dict(type='DecordDecode'),
+    dict(type='TenCrop', crop_size=64),
+    dict(type='FormatShape', input_format='NCHW'),
+    dict(type='PackActionInputs'),
+]
+test_dataloader = dict(dataset=dict(type='VideoDataset', ann_file='a.txt',
+                                    pipeline=test_pipeline))
+'''
+
+
+def test_2d_recognizer_counts_frames(tmp_path, capsys):
+    from morphmlp_mm import MorphMLP
+    cfg = _write(tmp_path, 'tsn.py', TSN_CFG.format(arch=ARCH))
+    result = gf.main([cfg, '--shape', '64'])
+    text = capsys.readouterr().out
+    # one view = one frame; 8 sampled frames x 10 crops
+    assert result['input_shape'] == [1, 3, 64, 64]
+    assert (result['clips'], result['crops'], result['views']) == (8, 10, 80)
+    assert '8 frames x 10 crops = 80' in text
+    backbone = MorphMLP(eval(ARCH), out_type='featmap')
+    assert result['flops'] == _macs(build_plain(backbone),
+                                    torch.zeros(1, 3, 64, 64))
+    assert result['flops_all_views'] == 80 * result['flops']

@@ -13,23 +13,35 @@ failing that, from the model type:
   views** of the config (clips of ``SampleFrames`` / ``UniformSample`` /
   ``DenseSampleFrames`` x crops of ``ThreeCrop`` (3), ``TenCrop`` (10) or
   ``CenterCrop`` (1)), the form the MorphMLP paper and README tables use.
+  For a ``Recognizer2D`` (TSN style) a view is one frame (``1 x 3 x 224 x
+  224``) and the views are every frame the test pipeline samples.
 * **semantic segmentation** (mmseg): input ``1 x 3 x 512 x 512`` by default;
   counts the whole segmentor (backbone, neck and decode head) without the
   auxiliary head, like mmseg's ``get_flops.py``.
 
 ``--with-head`` adds the head for image/video models; ``--no-head`` counts
-only backbone + neck of a segmentor. The counter is ``mmengine.analysis``
-(derived from fvcore): one fused multiply-add counts as one FLOP, which is
-the convention of the MorphMLP paper (T 3.9G, S 7.0G, B 10.2G, L 12.5G) and
-of the OpenMMLab model zoos. Convolutions and linear layers are counted
-exactly, norm layers approximately (mmengine: 5 per element with an affine
-transform, 4 without; ``--ignore-norms`` drops them), activations, pooling
-of the backbone and element-wise ops not at all. ``Params`` is the whole model (the number model zoos print; for a
-segmentor without the auxiliary head) and the counted part.
+only backbone + neck of a segmentor.
+
+MorphMLP blocks are counted on their plain twin
+(:func:`morphmlp_mm.models.plain.build_plain`: the official algorithm step by
+step, sharing every weight), so the number is a property of the architecture
+and does not move when the optimised forward takes shortcuts that trade
+multiply-adds for memory traffic (for example the branch means of the
+reweighting). ``--runtime-path`` counts the forward that actually runs.
+
+The counter is ``mmengine.analysis`` (derived from fvcore): one fused
+multiply-add counts as one FLOP, which is the convention of the MorphMLP
+paper (T 3.9G, S 7.0G, B 10.2G, L 12.5G) and of the OpenMMLab model zoos.
+Convolutions and linear layers are counted exactly, norm layers
+approximately (mmengine: 5 per element with an affine transform, 4 without;
+``--ignore-norms`` drops them), activations, pooling and element-wise ops
+not at all. ``Params`` is the whole model (the number model zoos print; for
+a segmentor without the auxiliary head) and the counted part.
 
 Examples::
 
-    python tools/analysis/get_flops.py configs/classification/morphmlp-tiny_8xb128_in1k.py
+    python tools/analysis/get_flops.py \\
+        configs/classification/morphmlp-tiny_8xb128_in1k.py
     python tools/analysis/get_flops.py <video cfg>.py --shape 1 3 32 224 224
     python tools/analysis/get_flops.py <seg cfg>.py --shape 512 2048
     python tools/analysis/get_flops.py <cfg>.py --with-head --json flops.json
@@ -72,7 +84,8 @@ CROP_VIEWS = {'ThreeCrop': 3, 'TenCrop': 10, 'CenterCrop': 1}
 # configuration helpers
 # --------------------------------------------------------------------------
 def import_plugin() -> None:
-    """Import ``morphmlp_mm`` (host workarounds), from a checkout if need be."""
+    """Import ``morphmlp_mm`` (host workarounds), from a checkout if
+    need be."""
     try:
         importlib.import_module('morphmlp_mm')
     except ModuleNotFoundError as err:
@@ -143,15 +156,23 @@ def find_test_pipeline(cfg: Config) -> List[dict]:
     return list(pipeline) if isinstance(pipeline, (list, tuple)) else []
 
 
-def count_test_views(pipeline: Sequence[dict]) -> Dict[str, Any]:
+def is_frame_recognizer(cfg: Config) -> bool:
+    """True for 2-D recognizers (TSN style): one view is one frame."""
+    return _type_name(cfg.get('model', {})) == 'Recognizer2D'
+
+
+def count_test_views(pipeline: Sequence[dict],
+                     per_frame: bool = False) -> Dict[str, Any]:
     """Clips x crops that a video test pipeline feeds the model per video.
 
     Args:
         pipeline (Sequence[dict]): Test transforms.
+        per_frame (bool): Count frames instead of clips (2-D recognizers
+            run every sampled frame on its own): clips x ``clip_len``.
 
     Returns:
-        dict: ``clips``, ``crops``, ``views`` (their product) and
-        ``description`` (which transforms set them).
+        dict: ``clips`` (frames with ``per_frame``), ``crops``, ``views``
+        (their product) and ``description`` (which transforms set them).
     """
     clips, crops = 1, 1
     clip_src, crop_src = 'no clip sampler: 1 clip', 'no crop: 1 crop'
@@ -160,6 +181,10 @@ def count_test_views(pipeline: Sequence[dict]) -> Dict[str, Any]:
         if name in CLIP_SAMPLERS:
             clips = int(transform.get('num_clips', 1))
             clip_src = f'{name} num_clips={clips}'
+            if per_frame:
+                clip_len = int(transform.get('clip_len', 1))
+                clips *= clip_len
+                clip_src += f' x clip_len={clip_len}'
             if name == 'DenseSampleFrames' and transform.get(
                     'test_mode', False):
                 positions = int(transform.get('num_sample_positions', 10))
@@ -200,7 +225,7 @@ def resolve_shape(task: str, shape: Optional[Sequence[int]],
     ``shape`` may give the spatial size only (``S`` or ``H W``), or add the
     leading dims: images ``C H W`` / ``N C H W``; video ``T H W`` /
     ``C T H W`` / ``N C T H W``. Missing dims default to N=1, C=3 and (video)
-    T from the config.
+    T from the config. A 2-D recognizer takes image shapes (one frame).
 
     Raises:
         ValueError: the shape has a wrong length or non-positive entries, or
@@ -211,7 +236,7 @@ def resolve_shape(task: str, shape: Optional[Sequence[int]],
         if not shape or any(v < 1 for v in shape):
             raise ValueError(
                 f'--shape must be positive ints, got {shape!r}')
-    if task == 'video':
+    if task == 'video' and not is_frame_recognizer(cfg):
         if shape is not None and len(shape) not in (1, 2, 3, 4, 5):
             raise ValueError(
                 f'--shape for a video model takes 1 (S), 2 (H W), 3 (T H W),'
@@ -241,7 +266,8 @@ def resolve_shape(task: str, shape: Optional[Sequence[int]],
     if len(shape) == 4:
         return tuple(shape)
     raise ValueError(
-        f'--shape for an image model takes 1 (S), 2 (H W), 3 (C H W) or 4 '
+        f'--shape for an image (or 2-D video) model takes 1 (S), 2 (H W), '
+        f'3 (C H W) or 4 '
         f'(N C H W) values, got {shape!r}')
 
 
@@ -307,9 +333,9 @@ class CountedPart(nn.Module):
     def forward(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         model = self.model
         if self.task == 'video':
-            # Recognizer3D expects (N, views, C, T, H, W); one view here.
-            if inputs.dim() == 5:
-                inputs = inputs.unsqueeze(1)
+            # Recognizer3D expects (N, views, C, T, H, W), Recognizer2D
+            # (N, frames, C, H, W); one view (clip or frame) here.
+            inputs = inputs.unsqueeze(1)
             stage = 'head' if self.with_head else 'neck'
             out = model.extract_feat(inputs, stage=stage)[0]
         elif self.with_head:
@@ -317,6 +343,18 @@ class CountedPart(nn.Module):
         else:
             out = model.extract_feat(inputs)
         return _flatten_tensors(out)
+
+
+def plain_twin(model: nn.Module) -> Tuple[nn.Module, bool]:
+    """The plain-algorithm twin of ``model`` and whether one was built.
+
+    Falls back to ``model`` itself when the plugin has no plain twin.
+    """
+    try:
+        from morphmlp_mm.models.plain import build_plain
+    except ImportError:
+        return model, False
+    return build_plain(model).eval(), True
 
 
 def count_params(modules: Sequence[nn.Module]) -> int:
@@ -377,7 +415,8 @@ def get_flops(cfg: Config,
               with_head: Optional[bool] = None,
               task: Optional[str] = None,
               show_table: bool = False,
-              ignore_norms: bool = False) -> Dict[str, Any]:
+              ignore_norms: bool = False,
+              runtime_path: bool = False) -> Dict[str, Any]:
     """Count the FLOPs and params of ``cfg.model``.
 
     Args:
@@ -389,6 +428,8 @@ def get_flops(cfg: Config,
         show_table (bool): Also return mmengine's per-module table.
         ignore_norms (bool): Do not count norm layers (convolutions and
             linear layers only).
+        runtime_path (bool): Count the optimised forward that runs instead
+            of the plain algorithm of the MorphMLP blocks.
 
     Returns:
         dict: ``task``, ``input_shape``, ``with_head``, ``counted``,
@@ -407,7 +448,9 @@ def get_flops(cfg: Config,
         with_head = task == 'seg'
     full_shape = resolve_shape(task, shape, cfg)
     model = build_model(cfg, task)
-    part = CountedPart(model, task, with_head)
+    counted_model, plain = (model, False) if runtime_path else \
+        plain_twin(model)
+    part = CountedPart(counted_model, task, with_head)
     inputs = torch.zeros(full_shape)
     flops, table = analyse(part, inputs, show_table, ignore_norms)
     counted = [n for n in ('backbone', 'neck')
@@ -420,6 +463,7 @@ def get_flops(cfg: Config,
         input_shape=list(full_shape),
         with_head=with_head,
         ignore_norms=ignore_norms,
+        implementation='plain' if plain else 'runtime',
         counted=counted,
         flops=int(flops),
         gflops=flops / 1e9,
@@ -427,8 +471,10 @@ def get_flops(cfg: Config,
         params_counted=count_params(part.modules_counted()),
     )
     if task == 'video':
-        views = count_test_views(find_test_pipeline(cfg))
+        per_frame = is_frame_recognizer(cfg)
+        views = count_test_views(find_test_pipeline(cfg), per_frame)
         result.update(
+            view_unit='frame' if per_frame else 'clip',
             clips=views['clips'],
             crops=views['crops'],
             views=views['views'],
@@ -458,11 +504,16 @@ def format_report(result: Dict[str, Any], config: str) -> str:
         f'Task:            {TASK_NAMES[result["task"]]}',
         f'Counted:         {counted}',
         f'Input shape:     {tuple(result["input_shape"])}',
+        'Forward counted: ' + (
+            'plain MorphMLP algorithm (--runtime-path: the optimised one)'
+            if result['implementation'] == 'plain' else
+            'the forward that runs (optimised MorphMLP path)'),
     ]
     if result['task'] == 'video':
         rows += [
             f'FLOPs per view:  {result["gflops"]:.2f} GMACs',
-            f'Test views:      {_plural(result["clips"], "clip")} x '
+            f'Test views:      {_plural(result["clips"], result["view_unit"])}'
+            ' x '
             f'{_plural(result["crops"], "crop")} = {result["views"]} '
             f'({result["views_description"]})',
             f'FLOPs x views:   {result["gflops_all_views"]:.2f} GMACs',
@@ -516,6 +567,10 @@ def build_parser() -> argparse.ArgumentParser:
         help='do not count norm layers (only convolutions, linear layers '
         'and the like)')
     parser.add_argument(
+        '--runtime-path', action='store_true',
+        help='count the optimised forward that actually runs instead of the '
+        'plain MorphMLP algorithm')
+    parser.add_argument(
         '--show-table', action='store_true',
         help='also print mmengine\'s per-module FLOP table (depth 3)')
     parser.add_argument('--json', help='also write the result to this file')
@@ -534,7 +589,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         cfg.merge_from_dict(args.cfg_options)
     try:
         result = get_flops(cfg, args.shape, args.with_head, args.task,
-                           args.show_table, args.ignore_norms)
+                           args.show_table, args.ignore_norms,
+                           args.runtime_path)
     except ValueError as err:
         raise SystemExit(f'error: {err}')
     print(format_report(result, args.config))

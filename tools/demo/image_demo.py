@@ -12,10 +12,10 @@ says that the predictions are meaningless.
 
 Examples::
 
-    python tools/demo/image_demo.py skimage:chelsea \
+    python tools/demo/image_demo.py skimage:chelsea \\
         configs/classification/morphmlp-tiny_8xb128_in1k.py
-    python tools/demo/image_demo.py photo.jpg \
-        configs/classification/morphmlp-small_8xb128_in1k.py \
+    python tools/demo/image_demo.py photo.jpg \\
+        configs/classification/morphmlp-small_8xb128_in1k.py \\
         --checkpoint morphmlp-small_in1k.pth --out-file out.jpg --topk 5
 """
 import argparse
@@ -36,7 +36,8 @@ RANDOM_INIT_WARNING = (
 
 
 def import_plugin() -> None:
-    """Import ``morphmlp_mm`` (host workarounds), from a checkout if need be."""
+    """Import ``morphmlp_mm`` (host workarounds), from a checkout if
+    need be."""
     try:
         importlib.import_module('morphmlp_mm')
     except ModuleNotFoundError as err:
@@ -100,12 +101,16 @@ def build_inferencer(config: str,
         ValueError: ``checkpoint`` does not exist.
     """
     from mmengine.config import Config
+    from mmengine.registry import init_default_scope
     from mmpretrain.apis import ImageClassificationInferencer
     if checkpoint is not None and not osp.isfile(checkpoint):
         raise ValueError(f'checkpoint={checkpoint!r}: no such file')
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    # The inferencer builds the test pipeline in the current default scope;
+    # make it the config's (a process may have switched to another host).
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     inferencer = ImageClassificationInferencer(
         model=cfg,
         pretrained=checkpoint if checkpoint is not None else False,
