@@ -6,7 +6,7 @@ This is the only module that touches the hosts' registries:
   ``mmseg.registry.MODELS``;
 * ``MorphMLP3D`` (video) -> ``mmaction.registry.MODELS``;
 * ``RobustVideoDataset`` -> ``mmaction.registry.DATASETS`` and
-  ``ShuffleFrames`` -> ``mmaction.registry.TRANSFORMS``.
+  ``ShuffleFrames``, ``PyAVInitCounted`` -> ``mmaction.registry.TRANSFORMS``.
 
 A host that is not installed is skipped; a host that is installed but fails
 to import raises, so a broken environment is never mistaken for a missing
@@ -37,9 +37,10 @@ def _register(registry, cls) -> None:
 def _register_mmaction_data() -> None:
     """Dataset and transform additions; they import mmaction themselves."""
     from mmaction.registry import DATASETS, TRANSFORMS
-    from .datasets import RobustVideoDataset, ShuffleFrames
+    from .datasets import PyAVInitCounted, RobustVideoDataset, ShuffleFrames
     _register(DATASETS, RobustVideoDataset)
     _register(TRANSFORMS, ShuffleFrames)
+    _register(TRANSFORMS, PyAVInitCounted)
 
 
 def register_all() -> Dict[str, List[str]]:

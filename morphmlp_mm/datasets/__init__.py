@@ -1,4 +1,4 @@
 """mmaction2-side data helpers (imported only when mmaction2 is installed)."""
-from .video import RobustVideoDataset, ShuffleFrames
+from .video import PyAVInitCounted, RobustVideoDataset, ShuffleFrames
 
-__all__ = ['RobustVideoDataset', 'ShuffleFrames']
+__all__ = ['PyAVInitCounted', 'RobustVideoDataset', 'ShuffleFrames']

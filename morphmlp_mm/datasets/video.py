@@ -5,12 +5,16 @@
   warning) of videos that cannot be read during training.
 * :class:`ShuffleFrames`: shuffles the sampled frame order of each clip, the
   control experiment for temporal modelling.
+* :class:`PyAVInitCounted`: mmaction2's ``PyAVInit`` that counts the frames
+  when the container does not store the count (WebM: every SSV2 video).
 """
+import io
 import os.path as osp
 from typing import Dict, Optional
 
 import numpy as np
 from mmaction.datasets import VideoDataset
+from mmaction.datasets.transforms import PyAVInit
 from mmcv.transforms import BaseTransform
 from mmengine.logging import print_log
 
@@ -67,6 +71,27 @@ class RobustVideoDataset(VideoDataset):
             self.skipped[filename] = reason
             return None
 
+    def __getitem__(self, idx: int) -> dict:
+        """mmengine's ``__getitem__``, with a clear error when every redraw
+        hits an unreadable video (mmengine raises a bare ``Exception``
+        ``Cannot find valid image after N``)."""
+        try:
+            return super().__getitem__(idx)
+        except RuntimeError:
+            raise
+        except Exception as err:
+            if not str(err).startswith('Cannot find valid'):
+                raise
+            examples = '; '.join(
+                f'{name!r}: {why}'
+                for name, why in list(self.skipped.items())[:3])
+            raise RuntimeError(
+                f'no readable video found in {self.max_refetch + 1} draws '
+                f'starting at sample {idx}: {len(self.skipped)} of '
+                f'{len(self)} videos were unreadable so far ({examples}). '
+                'Check data_root / data_prefix and the video files, or lower '
+                'max_refetch to fail sooner') from err
+
 
 class ShuffleFrames(BaseTransform):
     """Shuffle the order of the sampled frames within each clip.
@@ -95,4 +120,28 @@ class ShuffleFrames(BaseTransform):
         for clip in clips:
             rng.shuffle(clip)
         results['frame_inds'] = clips.reshape(inds.shape)
+        return results
+
+
+class PyAVInitCounted(PyAVInit):
+    """``PyAVInit`` that also works for WebM (Something-Something V2).
+
+    WebM/Matroska headers carry no frame count, so mmaction2's ``PyAVInit``
+    reports ``total_frames = 0`` and every sampler then draws frame 0 (or a
+    training dataset skips every video). When the header count is 0 we count
+    the packets of the video stream on a second handle of the same bytes
+    (demuxing only, no decoding); the reader handed to ``PyAVDecode`` is left
+    at the start. Same arguments as ``PyAVInit``.
+    """
+
+    def transform(self, results: dict) -> dict:
+        results = super().transform(results)
+        if results['total_frames'] == 0:
+            import av
+            data = self.file_client.get(results['filename'])
+            with av.open(io.BytesIO(data)) as container:
+                stream = container.streams.video[0]
+                results['total_frames'] = sum(
+                    1 for packet in container.demux(stream)
+                    if packet.size)
         return results

@@ -116,7 +116,7 @@ TINY_ARCH = dict(
 CROP = 32
 DECODERS = {
     'decord': ('DecordInit', 'DecordDecode'),
-    'pyav': ('PyAVInit', 'PyAVDecode'),
+    'pyav': ('PyAVInitCounted', 'PyAVDecode'),
     'opencv': ('OpenCVInit', 'OpenCVDecode'),
 }
 
@@ -518,13 +518,15 @@ def test_decoder_switch(decoder, monkeypatch, tiny_data):
         cfg = load(name)
         dataset = dataset_of(name)
         if decoder == 'pyav' and dataset == SSV2:
-            # Documented limitation (docs/recognition.md): WebM has no frame
-            # count in its header, mmaction2's PyAVInit reads 0 frames, so
-            # the samplers cannot work. SSV2 needs decord or OpenCV.
+            # WebM has no frame count in its header: mmaction2's PyAVInit
+            # reads 0 frames; our PyAVInitCounted counts them.
             from mmaction.datasets.transforms import PyAVInit
+            from morphmlp_mm.datasets import PyAVInitCounted
+            import decord
             video = sorted(Path(tiny_data[SSV2], 'videos').glob('*.webm'))[0]
             assert PyAVInit()(dict(filename=str(video)))['total_frames'] == 0
-            continue
+            assert PyAVInitCounted()(dict(filename=str(video)))[
+                'total_frames'] == len(decord.VideoReader(str(video)))
         cfg.merge_from_dict(data_options(cfg, dataset, tiny_data[dataset]))
         frames = cfg.model.backbone.num_frames
         clips, crops = TEST_VIEWS[dataset]

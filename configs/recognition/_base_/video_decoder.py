@@ -25,7 +25,10 @@ decoder = '{{$MORPHMLP_DECODER:decord}}'
 _decoders = dict(
     decord=(dict(type='DecordInit', io_backend='disk'),
             dict(type='DecordDecode')),
-    pyav=(dict(type='PyAVInit', io_backend='disk'), dict(type='PyAVDecode')),
+    # PyAVInitCounted (morphmlp_mm): mmaction2's PyAVInit reads 0 frames from
+    # WebM files (all of SSV2); this one counts them.
+    pyav=(dict(type='PyAVInitCounted', io_backend='disk'),
+          dict(type='PyAVDecode')),
     opencv=(dict(type='OpenCVInit', io_backend='disk'),
             dict(type='OpenCVDecode')),
 )
