@@ -22,8 +22,21 @@ class MorphMLP3D(MorphMLP):
         num_frames (int): Input frames T. The stem halves them to
             T' = ceil(T / 2); MorphFC_t is built for T' frames, so every clip
             must have exactly ``num_frames`` frames. Defaults to 16.
-        temporal (bool): Build the MorphFC_t branch. False gives a per-frame
-            (2-D) model on video, useful as an ablation. Defaults to True.
+        temporal (bool): Build the MorphFC_t branch. False leaves only the
+            stem's 3-tap temporal convolution to see time (an ablation).
+            Defaults to True.
+        temporal_init (str): Initialisation of MorphFC_t.
+            ``'official'``: ``mlp_t`` = 0 and ``proj.weight`` = 1, so the
+            branch starts as an identity skip (the official code). Its
+            output only reaches the rest of the block through ``norm1``, a
+            LayerNorm whose input gradient sums to zero over channels;
+            with all-equal ``proj`` rows ``mlp_t`` therefore receives a zero
+            gradient and ``proj.weight`` too (``mlp_t`` outputs 0): in fp32
+            the branch stays at its init unless rounding noise breaks the
+            symmetry. ``'learnable'``: ``mlp_t`` = 0 but ``proj.weight``
+            truncated normal (std 0.02): still an identity skip at the
+            start (so image -> video initialisation stays exact), and the
+            branch trains. Defaults to ``'official'``.
         out_indices (int | Sequence[int]): As :class:`MorphMLP`. Defaults
             to -1.
         out_type (str): ``'featmap'`` returns (B, C, T', H, W) maps (a single
@@ -46,6 +59,7 @@ class MorphMLP3D(MorphMLP):
                  arch: ArchType = 'small',
                  num_frames: int = 16,
                  temporal: bool = True,
+                 temporal_init: str = 'official',
                  out_indices: Union[int, Sequence[int]] = -1,
                  out_type: str = 'featmap',
                  in_channels: int = 3,
@@ -59,8 +73,12 @@ class MorphMLP3D(MorphMLP):
                 num_frames, bool) or num_frames < 1:
             raise ValueError(
                 f'num_frames must be a positive int, got {num_frames!r}')
+        if temporal_init not in ('official', 'learnable'):
+            raise ValueError(f"temporal_init must be 'official' or "
+                             f"'learnable', got {temporal_init!r}")
         self.num_frames = num_frames
         self.temporal = bool(temporal)
+        self.temporal_init = temporal_init
         super().__init__(
             arch=arch,
             in_channels=in_channels,
@@ -72,6 +90,16 @@ class MorphMLP3D(MorphMLP):
             with_cp=with_cp,
             norm_cfg=norm_cfg,
             init_cfg=init_cfg)
+
+    def reset_official(self) -> None:
+        """The official initialisation, or the ``'learnable'`` variant."""
+        super().reset_official()
+        if self.temporal_init == 'learnable':
+            from mmengine.model.weight_init import trunc_normal_init
+            from .morph_fc import MorphFCTemporal
+            for m in self.modules():
+                if isinstance(m, MorphFCTemporal):
+                    trunc_normal_init(m.proj, std=.02, bias=0.)
 
     @property
     def stem_frames(self) -> int:

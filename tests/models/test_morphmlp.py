@@ -294,3 +294,29 @@ def test_full_size_flops():
     video = count_macs(
         MorphMLP3D('small', num_frames=16).eval(), (1, 3, 16, 224, 224))
     assert video / 1e9 == pytest.approx(66.0, rel=0.01)
+
+
+@pytest.mark.parametrize('temporal_init,trains', [('official', False),
+                                                  ('learnable', True)])
+def test_temporal_init_gradients(temporal_init, trains):
+    """The official init leaves MorphFC_t without gradient (LayerNorm after
+    an all-ones projection); 'learnable' keeps the identity start and
+    trains."""
+    torch.manual_seed(0)
+    model = MorphMLP3D(TINY, num_frames=8, temporal_init=temporal_init)
+    x = torch.randn(2, 3, 8, 32, 32)
+    t_fc = model.blocks2[0].t_fc
+    assert torch.count_nonzero(t_fc(torch.randn(1, 4, 2, 2, 16))) == 0
+    (model(x)**2).mean().backward()
+    ref = model.blocks2[0].fc.mlp_c.weight.grad.abs().max()
+    grad = t_fc.mlp_t.weight.grad.abs().max()
+    if trains:
+        assert grad > 1e-3 * ref
+    else:
+        assert grad < 1e-6 * ref
+        assert t_fc.proj.weight.grad.abs().max() == 0
+
+
+def test_bad_temporal_init():
+    with pytest.raises(ValueError, match="temporal_init must be"):
+        MorphMLP3D(TINY, num_frames=4, temporal_init='zeros')
