@@ -13,6 +13,13 @@ Examples::
     python tools/test.py <cfg>.py ckpt.pth --show-dir vis/ --interval 10
     bash tools/dist_test.sh <cfg>.py ckpt.pth 8
 
+Before testing, the test dataset's paths are checked
+(``tools/train.py``'s ``check_dataset_paths``) and the checkpoint must fit
+the model: mmengine loads it non-strictly, so a checkpoint of another
+architecture would be evaluated with part of the model left at its random
+initialisation; ``CheckpointMatchHook('test')`` stops instead, naming the
+missing and mismatched keys.
+
 ``--show-dir`` switches on the config's ``default_hooks.visualization``:
 mmaction2 / mmpretrain ``VisualizationHook`` (``enable=True, out_dir=...``)
 or mmseg ``SegVisualizationHook`` (``draw=True`` and the visualizer's
@@ -208,14 +215,22 @@ def main(argv: Optional[List[str]] = None) -> None:
     """Parse the arguments, build the runner and test."""
     args = parse_args(argv)
     _train.import_plugin()
-    cfg = Config.fromfile(args.config)
+    cfg = _train.read_config(args.config)
     try:
         cfg = merge_args(cfg, args)
+        _train.check_dataset_paths(cfg, ['test_dataloader'])
         _train.setup_cpu_distributed(cfg)
     except ValueError as err:
         raise SystemExit(f'error: {err}')
     runner = _train.build_runner(cfg)
-    runner.test()
+    from morphmlp_mm.engine.hooks import (CheckpointMatchHook,
+                                          CheckpointMismatchError)
+    if hasattr(runner, 'register_hook'):
+        runner.register_hook(CheckpointMatchHook('test', args.checkpoint))
+    try:
+        runner.test()
+    except CheckpointMismatchError as err:
+        raise SystemExit(f'error: {err}')
 
 
 if __name__ == '__main__':

@@ -31,15 +31,35 @@ Behaviour worth knowing:
 * ``--launcher pytorch`` on a machine without GPUs initialises a ``gloo``
   process group itself (mmengine 0.10.7 calls ``torch.cuda.set_device``
   unconditionally) and wraps the model in DDP without ``device_ids``.
+  torch's ``SyncBatchNorm`` only runs on GPUs; on CPU its layers are
+  replaced by a gloo-capable :class:`CPUSyncBatchNorm` before DDP wraps the
+  model, so ``SyncBN`` configs train on CPU with the statistics of the
+  global batch.
+* Before the runner is built the dataset paths of the dataloaders that will
+  be used are checked (:func:`check_dataset_paths`): a wrong ``data_root``
+  stops with a message naming the config key instead of a bare
+  ``FileNotFoundError`` (or, for an empty image folder, mmseg's
+  ``need at least one array to concatenate``) deep inside a host.
+* ``--resume`` (auto) is robust to a run killed at any moment (see
+  docs/reliability.md): leftovers of an interrupted atomic save are
+  removed, and a ``last_checkpoint`` that is empty or names a missing file
+  falls back to the newest checkpoint in ``work_dir``
+  (:func:`prepare_auto_resume`). A resumed checkpoint must match the model
+  key for key (``CheckpointMatchHook``; mmengine itself resumes
+  non-strictly), and every checkpoint carries the RNG states
+  (``RNGStateHook``), so a resumed run continues with the random numbers of
+  an uninterrupted one.
 """
 import argparse
 import importlib
 import os
 import os.path as osp
+import re
 import sys
 import warnings
-from typing import List, Optional
+from typing import Any, List, Optional
 
+import torch
 from mmengine.config import Config, ConfigDict, DictAction
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -129,6 +149,23 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
+def read_config(path: str) -> Config:
+    """``Config.fromfile`` with a clear error for a missing file.
+
+    Raises:
+        SystemExit: ``path`` does not exist.
+    """
+    try:
+        return Config.fromfile(path)
+    except FileNotFoundError as err:
+        if osp.isfile(osp.expanduser(path)):
+            raise  # the config exists; something it reads does not
+        raise SystemExit(
+            f'error: config {path}: no such file. Pass the path of a config '
+            'file, e.g. configs/recognition/<name>.py (relative paths start '
+            f'at {os.getcwd()})') from err
+
+
 def import_plugin() -> None:
     """Import ``morphmlp_mm`` (host workarounds + registration).
 
@@ -142,6 +179,7 @@ def import_plugin() -> None:
             raise
         sys.path.insert(0, REPO_ROOT)
         importlib.import_module('morphmlp_mm')
+    importlib.import_module('morphmlp_mm.engine.hooks')  # registers hooks
 
 
 def accelerator_available() -> bool:
@@ -222,6 +260,317 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
+#: Dataloaders whose datasets ``tools/train.py`` checks before training.
+TRAIN_DATALOADERS = ('train_dataloader', 'val_dataloader')
+#: Hidden temporary files of an interrupted atomic save
+#: (``morphmlp_mm.utils.atomic_io``): ``.<name>.<random>.tmp``.
+_STALE_TMP_RE = re.compile(
+    r'^\.(.+\.pth|last_checkpoint)\.[A-Za-z0-9_]+\.tmp$')
+_CKPT_RE = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
+
+
+def _is_empty_dir(path: str) -> bool:
+    with os.scandir(path) as entries:
+        return next(entries, None) is None
+
+
+def _dataset_problems(dataset: Any, where: str) -> List[str]:
+    """Path problems of one dataset config (wrapper datasets recursed)."""
+    if not isinstance(dataset, dict):
+        return []
+    problems = []
+    if isinstance(dataset.get('dataset', None), dict):  # Repeat/ClassBalanced
+        problems += _dataset_problems(dataset['dataset'], where + '.dataset')
+    for i, sub in enumerate(dataset.get('datasets', None) or []):  # Concat
+        problems += _dataset_problems(sub, f'{where}.datasets[{i}]')
+    data_root = dataset.get('data_root', None) or ''
+    if not isinstance(data_root, str) or _is_remote(data_root):
+        return problems
+    if data_root and not osp.isdir(osp.expanduser(data_root)):
+        return problems + [
+            f'{where}.data_root={data_root!r} is not a directory']
+
+    def full(path: str) -> str:
+        path = osp.expanduser(path)
+        return path if osp.isabs(path) or not data_root else osp.join(
+            osp.expanduser(data_root), path)
+
+    ann_file = dataset.get('ann_file', None) or ''
+    if isinstance(ann_file, str) and ann_file and not _is_remote(ann_file):
+        if not osp.isfile(full(ann_file)):
+            problems.append(f'{where}.ann_file={ann_file!r} does not exist '
+                            f'(looked for {full(ann_file)!r})')
+    prefix = dataset.get('data_prefix', None) or {}
+    if isinstance(prefix, str):
+        prefix = dict(img_path=prefix)
+    if not isinstance(prefix, dict):
+        return problems
+    for key, value in prefix.items():
+        if not isinstance(value, str) or not value or _is_remote(value):
+            continue
+        path = full(value)
+        if not osp.exists(path):
+            problems.append(f'{where}.data_prefix.{key}={value!r} does not '
+                            f'exist (looked for {path!r})')
+        elif not ann_file and osp.isdir(path) and _is_empty_dir(path):
+            # datasets without an annotation file list this folder
+            problems.append(f'{where}.data_prefix.{key}={value!r} is an '
+                            f'empty folder ({path!r})')
+    return problems
+
+
+def check_dataset_paths(cfg: Config, dataloaders: Any = TRAIN_DATALOADERS
+                        ) -> None:
+    """Check ``data_root`` / ``ann_file`` / ``data_prefix`` of datasets.
+
+    Only local paths are checked, with mmengine's ``BaseDataset`` rule
+    (``ann_file`` and ``data_prefix`` values are relative to ``data_root``
+    unless absolute). Dataloaders that are None are skipped.
+
+    Raises:
+        ValueError: one or more paths do not exist; the message names each
+            config key, its value and how to fix it.
+    """
+    problems = []
+    for name in dataloaders:
+        loader = cfg.get(name, None)
+        if isinstance(loader, dict):
+            problems += _dataset_problems(loader.get('dataset', None),
+                                          f'{name}.dataset')
+    if problems:
+        raise ValueError(
+            'the dataset paths of the config do not exist:\n  - ' +
+            '\n  - '.join(problems) +
+            '\nPoint data_root (and ann_file / data_prefix) at your copy of '
+            'the dataset, in the config or with --cfg-options '
+            '<dataloader>.dataset.data_root=/path/to/data; see '
+            'docs/data_preparation.md for the expected layouts.')
+
+
+def remove_stale_tmp_files(work_dir: str) -> List[str]:
+    """Delete leftovers of saves that were killed midway; returns them.
+
+    Checkpoints are written to a hidden temporary file and renamed into
+    place (``morphmlp_mm.utils.atomic_io``), so a killed save never leaves a
+    truncated ``.pth``, only such a temporary file.
+    """
+    removed = []
+    if not osp.isdir(work_dir):
+        return removed
+    for name in sorted(os.listdir(work_dir)):
+        if _STALE_TMP_RE.match(name):
+            try:
+                os.remove(osp.join(work_dir, name))
+            except FileNotFoundError:  # another rank was faster
+                continue
+            removed.append(name)
+    return removed
+
+
+def _newest_checkpoint(work_dir: str) -> Optional[str]:
+    found = []
+    for name in os.listdir(work_dir):
+        match = _CKPT_RE.match(name)
+        if match:
+            found.append((match.group(1) == 'iter', int(match.group(2)),
+                          osp.getmtime(osp.join(work_dir, name)), name))
+    return osp.join(work_dir, max(found)[-1]) if found else None
+
+
+def prepare_auto_resume(cfg: Config) -> Optional[str]:
+    """Pick the checkpoint ``--resume`` (auto) continues from.
+
+    mmengine reads ``<work_dir>/last_checkpoint``; its ``CheckpointHook``
+    writes that file in place, so a kill at the wrong moment leaves it empty,
+    and with ``max_keep_ckpts`` it may name a checkpoint that a later,
+    interrupted save already deleted. Here stale temporary files are removed
+    and a ``last_checkpoint`` that names no existing file is replaced by the
+    newest ``epoch_*.pth`` / ``iter_*.pth`` in ``work_dir`` (with a warning).
+    The choice is written to ``cfg.load_from``.
+
+    Returns:
+        str | None: The checkpoint resumed from; None starts a new run
+        (nothing saved yet).
+
+    Raises:
+        ValueError: ``last_checkpoint`` names a missing file and
+            ``work_dir`` holds no other checkpoint.
+    """
+    work_dir = cfg.work_dir
+    if not cfg.get('resume', False) or cfg.get('load_from', None) or \
+            _is_remote(work_dir):
+        return cfg.get('load_from', None)
+    removed = remove_stale_tmp_files(work_dir)
+    if removed:
+        warnings.warn(f'removed {", ".join(removed)} from {work_dir}: '
+                      'leftovers of a save that was interrupted')
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(pointer):
+        return None  # mmengine logs it and starts from scratch
+    with open(pointer) as f:
+        named = f.read().strip()
+    if named and (_is_remote(named) or osp.isfile(named)):
+        cfg.load_from = named
+        return named
+    newest = _newest_checkpoint(work_dir)
+    if newest is None:
+        raise ValueError(
+            f'{pointer} names {named!r}, which does not exist, and '
+            f'{work_dir} holds no other epoch_*.pth / iter_*.pth. The run '
+            'was interrupted while its only checkpoint was being replaced '
+            '(max_keep_ckpts=1?). Start again without --resume, or pass '
+            '--resume PATH with a checkpoint of this run.')
+    warnings.warn(f'{pointer} names {named!r}, which does not exist; '
+                  f'resuming from the newest checkpoint {newest}')
+    cfg.load_from = newest
+    return newest
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable all-reduce (sum): the gradient is summed as well."""
+
+    @staticmethod
+    def forward(ctx, tensor, group):
+        import torch.distributed as dist
+        ctx.group = group
+        tensor = tensor.clone()
+        dist.all_reduce(tensor, group=group)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad):
+        import torch.distributed as dist
+        grad = grad.clone()
+        dist.all_reduce(grad, group=ctx.group)
+        return grad, None
+
+
+class CPUSyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """BatchNorm that synchronises its batch statistics over gloo ranks.
+
+    torch's ``SyncBatchNorm`` needs GPUs (its kernels are CUDA-only and DDP
+    refuses it on CPU modules: ``SyncBatchNorm layers only work with GPU
+    modules``). In distributed training this layer computes the mean and
+    then the variance of the centred input over all ranks with
+    differentiable all-reduces, normalises with them and updates the
+    running statistics like ``BatchNorm`` (unbiased variance). Outside
+    distributed training, in eval mode or with one rank it is
+    ``BatchNorm``. The result equals ``BatchNorm`` on the global batch up
+    to float rounding. State-dict keys are those of ``BatchNorm``.
+    """
+
+    process_group = None
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(
+                f'expected at least 2D input (got {input.dim()}D input)')
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+        self._check_input_dim(input)
+        if not (self.training and dist.is_available()
+                and dist.is_initialized()):
+            return super().forward(input)
+        group = self.process_group or dist.group.WORLD
+        if dist.get_world_size(group) < 2:
+            return super().forward(input)
+        dims = [0] + list(range(2, input.dim()))
+        shape = [1, -1] + [1] * (input.dim() - 2)
+        count = torch.tensor([input.numel() // input.size(1)],
+                             dtype=input.dtype, device=input.device)
+        count = _AllReduceSum.apply(count, group)
+        mean = _AllReduceSum.apply(input.sum(dims), group) / count
+        centered = input - mean.view(shape)
+        var = _AllReduceSum.apply((centered * centered).sum(dims),
+                                  group) / count
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = (1.0 / float(self.num_batches_tracked)
+                            if self.momentum is None else self.momentum)
+                unbiased = var * count / (count - 1).clamp(min=1)
+                self.running_mean.mul_(1 - momentum).add_(momentum * mean)
+                self.running_var.mul_(1 - momentum).add_(momentum *
+                                                         unbiased)
+        out = centered * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        return out
+
+
+def convert_cpu_sync_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """Replace every ``nn.SyncBatchNorm`` in ``module`` by
+    :class:`CPUSyncBatchNorm`, sharing its parameters and buffers."""
+    out = module
+    if isinstance(module, torch.nn.SyncBatchNorm):
+        out = CPUSyncBatchNorm(module.num_features, module.eps,
+                               module.momentum, module.affine,
+                               module.track_running_stats)
+        out.process_group = module.process_group
+        if module.affine:
+            out.weight, out.bias = module.weight, module.bias
+        if module.track_running_stats:
+            out.running_mean = module.running_mean
+            out.running_var = module.running_var
+            out.num_batches_tracked = module.num_batches_tracked
+        out.train(module.training)
+    for name, child in module.named_children():
+        out.add_module(name, convert_cpu_sync_batchnorm(child))
+    return out
+
+
+_CPU_RUNNER = {}
+
+
+def cpu_distributed_runner_class():
+    """mmengine ``Runner`` whose DDP wrapping works with SyncBN on CPU.
+
+    Before the model is wrapped, ``cfg.sync_bn`` (if set) is applied and
+    every ``SyncBatchNorm`` becomes a :class:`CPUSyncBatchNorm`.
+    """
+    if 'cls' not in _CPU_RUNNER:
+        from mmengine.model import convert_sync_batchnorm
+        from mmengine.runner import Runner
+
+        class CPUDistributedRunner(Runner):
+            """``Runner`` for ``--launcher pytorch`` without GPUs."""
+
+            def wrap_model(self, model_wrapper_cfg, model):
+                if not self.distributed:
+                    return super().wrap_model(model_wrapper_cfg, model)
+                sync_bn = self.cfg.pop('sync_bn', None)
+                try:
+                    if sync_bn is not None:
+                        model = convert_sync_batchnorm(model, sync_bn)
+                    model = convert_cpu_sync_batchnorm(model)
+                    return super().wrap_model(model_wrapper_cfg, model)
+                finally:
+                    if sync_bn is not None:
+                        self.cfg.sync_bn = sync_bn
+
+        _CPU_RUNNER['cls'] = CPUDistributedRunner
+    return _CPU_RUNNER['cls']
+
+
+def register_reliability_hooks(runner, resume: bool, source: Optional[str]
+                               ) -> None:
+    """Add ``RNGStateHook`` (unless configured) and, when resuming,
+    ``CheckpointMatchHook('resume')`` to a built runner; make its
+    ``CheckpointHook`` delete outdated checkpoints only after saving."""
+    from morphmlp_mm.engine.hooks import (CheckpointMatchHook, RNGStateHook,
+                                          rotate_checkpoints_after_save)
+    hooks = getattr(runner, 'hooks', None)
+    if hooks is None or not hasattr(runner, 'register_hook'):
+        return  # a custom runner without mmengine's hook API
+    for hook in hooks:
+        rotate_checkpoints_after_save(hook)
+    if not any(isinstance(h, RNGStateHook) for h in hooks):
+        runner.register_hook(RNGStateHook())
+    if resume:
+        runner.register_hook(CheckpointMatchHook('resume', source=source))
+
+
 def warn_existing_checkpoints(cfg: Config) -> None:
     """Warn when a fresh run would overwrite checkpoints in ``work_dir``."""
     if cfg.get('resume', False):
@@ -284,6 +633,9 @@ def build_runner(cfg: Config):
     """Build mmengine's Runner, or ``runner_type`` from the host registry."""
     from mmengine.runner import Runner
     if 'runner_type' not in cfg:
+        if cfg.get('launcher', 'none') != 'none' and \
+                not accelerator_available():
+            return cpu_distributed_runner_class().from_cfg(cfg)
         return Runner.from_cfg(cfg)
     scope = cfg.get('default_scope', None)
     module = HOST_REGISTRIES.get(scope, 'mmengine.registry')
@@ -295,15 +647,26 @@ def main(argv: Optional[List[str]] = None) -> None:
     """Parse the arguments, build the runner and train."""
     args = parse_args(argv)
     import_plugin()
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)
     try:
         cfg = merge_args(cfg, args)
+        check_dataset_paths(cfg, [
+            name for name in TRAIN_DATALOADERS
+            if name != 'val_dataloader' or cfg.get('val_cfg', None)
+        ])
+        resume_from = prepare_auto_resume(cfg)
         setup_cpu_distributed(cfg)
     except ValueError as err:
         raise SystemExit(f'error: {err}')
     warn_existing_checkpoints(cfg)
     runner = build_runner(cfg)
-    runner.train()
+    register_reliability_hooks(runner, bool(cfg.get('resume', False)),
+                               resume_from)
+    from morphmlp_mm.engine.hooks import CheckpointMismatchError
+    try:
+        runner.train()
+    except CheckpointMismatchError as err:
+        raise SystemExit(f'error: {err}')
 
 
 if __name__ == '__main__':

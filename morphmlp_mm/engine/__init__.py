@@ -1,0 +1,1 @@
+"""mmengine-side additions (hooks); see :mod:`morphmlp_mm.engine.hooks`."""

@@ -1,0 +1,323 @@
+"""Checkpoint loading under torch >= 2.6 without switching safety off.
+
+What must load: checkpoints written by mmengine's Runner (ours, with the
+message hub's ``HistoryBuffer``, numpy metadata, ``MultiStepLR``'s
+``Counter`` and the ``RNGStateHook`` states), the hosts' checkpoints of the
+mmcv 1.x era (numpy scalars in ``meta``), the converter's output and the
+official MorphMLP layouts (flat ImageNet dicts, PySlowFast dicts with
+``model_state`` / ``optimizer_state`` / ``cfg``).
+
+What must be refused, through every entry point that reads a checkpoint
+(``safe_torch_load``, mmengine's ``CheckpointLoader`` / ``load_checkpoint``
+as used by ``Runner`` for ``load_from`` / ``resume`` / ``tools/test.py``,
+``load_pretrained`` / ``init_cfg=dict(type='Pretrained')`` and the
+converter): pickles that call ``os.system``, ``eval``, a ``getattr`` chain or
+a class outside the allow-list, without running the payload.
+
+And nothing global is weakened: ``torch.load`` keeps its default,
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is not set, no global is added to
+torch's own safe list.
+"""
+import collections
+import importlib.util
+import os
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import morphmlp_mm  # noqa: F401  (installs the loader)
+from morphmlp_mm import MorphMLP, MorphMLP3D
+from morphmlp_mm.checkpoint import load_pretrained
+from morphmlp_mm.utils import safe_torch_load
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[2]
+TINY = dict(depths=[1, 1, 1, 1], channels=[8, 16, 32, 64],
+            chunk_lengths=[2, 4, 4, 8], mlp_ratio=2.)
+
+
+# --------------------------------------------------------------------------
+# payloads
+# --------------------------------------------------------------------------
+class _System:
+    """``os.system(touch <marker>)`` on unpickling."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}', ))
+
+
+class _Eval:
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (eval, (f"open({self.marker!r}, 'w').write('x')", ))
+
+
+class _GetattrChain:
+    """``getattr(os, 'system')`` would need ``os`` itself; ask for a
+    private attribute of an allowed class instead."""
+
+    def __reduce__(self):
+        return (getattr, (collections.OrderedDict, '__init_subclass__'))
+
+
+class _RebuildWithSystem:
+    """An allowed torch rebuild helper smuggling ``os.system`` in as a
+    backward hook."""
+
+    def __reduce__(self):
+        from torch._utils import _rebuild_parameter_with_state
+        return (_rebuild_parameter_with_state,
+                (torch.zeros(1), True,
+                 collections.OrderedDict({0: os.system}), {}))
+
+
+PAYLOADS = {
+    'os.system': (_System, 'system'),
+    'eval': (_Eval, 'eval'),
+    'getattr': (lambda marker: _GetattrChain(), 'getattr'),
+    'torch rebuild + os.system': (lambda marker: _RebuildWithSystem(),
+                                  'system'),
+    'unknown class': (lambda marker: __import__('argparse').Namespace(
+        lr=0.1), 'argparse.Namespace'),
+}
+
+
+def _evil_checkpoint(tmp_path: Path, kind: str) -> tuple:
+    """A valid MorphMLP checkpoint plus one payload; returns (path,
+    marker, expected words in the error)."""
+    marker = tmp_path / f'pwned_{kind.replace(" ", "_")}'
+    make, words = PAYLOADS[kind]
+    state = {'backbone.' + k: v for k, v in MorphMLP(TINY).state_dict()
+             .items()}
+    path = tmp_path / f'evil_{kind.replace(" ", "_")}.pth'
+    torch.save({'state_dict': state, 'meta': {'x': make(marker)}}, path)
+    return path, marker, words
+
+
+def _refused(call, marker: Path, words: str) -> str:
+    with pytest.raises(Exception) as info:
+        call()
+    assert not marker.exists(), 'the payload ran'
+    text = str(info.value)
+    cause = info.value.__cause__ or info.value.__context__
+    assert words in text or (cause is not None and words in str(cause)), \
+        text
+    return text
+
+
+# --------------------------------------------------------------------------
+# nothing global is switched off
+# --------------------------------------------------------------------------
+def test_torch_defaults_untouched(tmp_path):
+    assert 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD' not in os.environ
+    assert 'TORCH_FORCE_WEIGHTS_ONLY_LOAD' not in os.environ
+    assert torch.load is torch.serialization.load
+    # torch registers its own types there; the package adds none
+    added = []
+    for entry in torch.serialization.get_safe_globals():
+        obj = entry[0] if isinstance(entry, tuple) else entry
+        module = getattr(obj, '__module__', '') or ''
+        if not module.startswith('torch') and module not in ('builtins',
+                                                             'traceback'):
+            added.append(f'{module}.{getattr(obj, "__qualname__", obj)}')
+    assert not added, added
+    path, marker, _ = _evil_checkpoint(tmp_path, 'os.system')
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path)  # torch >= 2.6 default: weights only
+    assert not marker.exists()
+
+
+# --------------------------------------------------------------------------
+# refusal, per entry point and payload
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize('kind', sorted(PAYLOADS))
+def test_safe_torch_load_refuses(tmp_path, kind):
+    path, marker, words = _evil_checkpoint(tmp_path, kind)
+    text = _refused(lambda: safe_torch_load(str(path)), marker, words)
+    assert 'allow-list' in text or 'only public attributes' in text
+
+
+@pytest.mark.parametrize('kind', ['os.system', 'torch rebuild + os.system'])
+def test_mmengine_paths_refuse(tmp_path, kind):
+    """Runner ``load_from`` / ``resume`` and ``tools/test.py`` read through
+    ``CheckpointLoader``; ``load_checkpoint`` is the public helper."""
+    from mmengine.runner import load_checkpoint
+    from mmengine.runner.checkpoint import CheckpointLoader
+    path, marker, words = _evil_checkpoint(tmp_path, kind)
+    _refused(lambda: CheckpointLoader.load_checkpoint(str(path)), marker,
+             words)
+    _refused(lambda: load_checkpoint(nn.Linear(1, 1), str(path)), marker,
+             words)
+
+
+@pytest.mark.parametrize('kind', ['os.system', 'eval'])
+def test_pretrained_init_refuses(tmp_path, kind):
+    path, marker, words = _evil_checkpoint(tmp_path, kind)
+    _refused(lambda: load_pretrained(MorphMLP(TINY), str(path)), marker,
+             words)
+    model = MorphMLP3D(TINY, num_frames=4, init_cfg=dict(
+        type='Pretrained', checkpoint=str(path), prefix='backbone.'))
+    _refused(model.init_weights, marker, words)
+
+
+def _converter():
+    """tools/convert/morphmlp_official_to_mm.py, imported by path."""
+    name = 'morphmlp_mm_reliability_converter'
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, ROOT / 'tools/convert/morphmlp_official_to_mm.py')
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def test_converter_refuses(tmp_path, capsys):
+    path, marker, _ = _evil_checkpoint(tmp_path, 'os.system')
+    assert _converter().main([str(path), str(tmp_path / 'out.pth')]) == 2
+    err = capsys.readouterr().err
+    assert 'refusing' in err and 'system' in err
+    assert not marker.exists() and not (tmp_path / 'out.pth').exists()
+
+
+# --------------------------------------------------------------------------
+# what must load
+# --------------------------------------------------------------------------
+def _runner_checkpoint(tmp_path: Path) -> Path:
+    """Train a toy model for one epoch with mmengine's Runner."""
+    from mmengine.model import BaseModel
+    from mmengine.registry import DefaultScope
+    from mmengine.runner import Runner
+
+    from morphmlp_mm.engine.hooks import RNGStateHook
+
+    class Toy(BaseModel):
+
+        def __init__(self):
+            super().__init__()
+            self.backbone = MorphMLP(TINY)
+            self.fc = nn.Linear(64, 2)
+
+        def forward(self, inputs, labels, mode='tensor'):
+            logits = self.fc(self.backbone(torch.stack(inputs))[0])
+            if mode == 'loss':
+                return dict(loss=nn.functional.cross_entropy(
+                    logits, torch.stack(labels)))
+            return logits
+
+    data = [dict(inputs=torch.rand(3, 32, 32), labels=torch.tensor(i % 2))
+            for i in range(4)]
+    scopes = dict(DefaultScope._instance_dict)
+    try:
+        runner = Runner(
+            model=Toy(), work_dir=str(tmp_path / 'toy'),
+            train_dataloader=dict(
+                dataset=data, batch_size=2, num_workers=0,
+                sampler=dict(type='DefaultSampler', shuffle=True)),
+            train_cfg=dict(by_epoch=True, max_epochs=1),
+            optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01,
+                                              momentum=0.9)),
+            param_scheduler=dict(type='MultiStepLR', milestones=[1]),
+            default_hooks=dict(checkpoint=dict(type='CheckpointHook',
+                                               interval=1)),
+            custom_hooks=[RNGStateHook()],
+            randomness=dict(seed=1),
+            experiment_name=f'loading_safety_{os.getpid()}')
+        runner.train()
+    finally:
+        DefaultScope._instance_dict.clear()
+        DefaultScope._instance_dict.update(scopes)
+    return tmp_path / 'toy' / 'epoch_1.pth'
+
+
+def test_runner_checkpoints_load_safely(tmp_path):
+    path = _runner_checkpoint(tmp_path)
+    # the strict torch loader alone cannot read mmengine's metadata ...
+    with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):
+        torch.load(path, weights_only=True)
+    # ... the package's loaders can, with everything mmengine resumes from
+    from mmengine.runner.checkpoint import CheckpointLoader
+    for ckpt in (safe_torch_load(str(path)),
+                 CheckpointLoader.load_checkpoint(str(path))):
+        assert {'meta', 'state_dict', 'message_hub', 'optimizer',
+                'param_schedulers', 'rng_state'} <= set(ckpt)
+        assert isinstance(ckpt['param_schedulers'][0]['milestones'],
+                          collections.Counter)
+        assert ckpt['message_hub']['log_scalars']['train/loss'].data[0].size
+        assert ckpt['rng_state']['torch'].dtype == torch.uint8
+    # the RNG states alone are weights-only data
+    state = safe_torch_load(str(path))['rng_state']
+    torch.save(state, tmp_path / 'rng.pth')
+    torch.load(tmp_path / 'rng.pth', weights_only=True)
+    # and load_pretrained takes the backbone out of it
+    report = load_pretrained(MorphMLP(TINY), str(path), logger=None)
+    assert report.loaded and not report.missing
+
+
+def test_host_checkpoints_of_the_mmcv1_era_load(tmp_path):
+    """mmcls / mmaction / mmseg 0.x checkpoints: numpy scalars and arrays,
+    tuples of class names, the config as text."""
+    model = MorphMLP(TINY)
+    path = tmp_path / 'mmcv1_era.pth'
+    torch.save(dict(
+        meta=dict(mmcv_version='1.7.1', time='Mon Jan  2 2023',
+                  CLASSES=('a', 'b'), PALETTE=np.array([[1, 2, 3]]),
+                  config='model = dict(type="ImageClassifier")', epoch=3,
+                  iter=300, hook_msgs=dict(best_score=np.float64(0.75),
+                                           last_ckpt='epoch_3.pth')),
+        state_dict=collections.OrderedDict(
+            ('backbone.' + k, v) for k, v in model.state_dict().items()),
+        optimizer=torch.optim.SGD(model.parameters(), lr=.1).state_dict()),
+        path)
+    ckpt = safe_torch_load(str(path))
+    assert ckpt['meta']['hook_msgs']['best_score'] == 0.75
+    assert ckpt['meta']['PALETTE'].tolist() == [[1, 2, 3]]
+    report = load_pretrained(MorphMLP(TINY), str(path), logger=None)
+    assert not report.missing
+
+
+@pytest.mark.parametrize('layout', ['imagenet_flat', 'pyslowfast'])
+def test_official_layouts_load_weights_only(tmp_path, layout):
+    """Official files hold nothing but weights: the strict loader reads
+    them directly; the converter's output is weights-only too."""
+    model = MorphMLP3D(TINY, num_frames=4)
+    state = collections.OrderedDict(
+        ('norm.' + k[len('norm3.'):] if k.startswith('norm3.') else k, v)
+        for k, v in model.state_dict().items())
+    state['head.weight'] = torch.zeros(5, 64)
+    state['head.bias'] = torch.zeros(5)
+    if layout == 'pyslowfast':
+        obj = dict(epoch=30, model_state=state,
+                   optimizer_state=torch.optim.SGD(
+                       model.parameters(), lr=.1, momentum=.9).state_dict(),
+                   scaler=dict(scale=65536.0, growth_factor=2.0),
+                   cfg='DATA:\n  NUM_FRAMES: 4\nMODEL:\n  NUM_CLASSES: 5\n')
+    else:
+        obj = state
+    src = tmp_path / f'{layout}.pth'
+    torch.save(obj, src)
+    torch.load(src, weights_only=True)
+    target = MorphMLP3D(TINY, num_frames=4)
+    report = load_pretrained(target, str(src), logger=None)
+    assert not report.missing
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, target.state_dict()[key]), key
+
+    dst = tmp_path / f'{layout}_mm.pth'
+    assert _converter().main([
+        str(src), str(dst), '--kind', 'video', '--num-frames', '4',
+        '--chunk-lengths', '2', '4', '4', '8'
+    ]) == 0
+    converted = torch.load(dst, weights_only=True)
+    assert converted['state_dict']['cls_head.fc_cls.weight'].shape == (5, 64)
