@@ -62,4 +62,7 @@ def register_all() -> Dict[str, List[str]]:
         if host == 'mmaction':
             _register_mmaction_data()
         registered[host] = names
+    if importlib.util.find_spec('mmengine') is not None:
+        from .engine.hooks import register_hooks
+        register_hooks()
     return registered

@@ -6,6 +6,7 @@ parameter names follow the official MorphMLP code (``PermutatorBlock``,
 ``PatchEmbed``, ``Downsample``; names inherited from ViP) so that official
 checkpoints load key for key.
 """
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -59,6 +60,11 @@ class MorphBlock(BaseModule):
         self.norm2 = nn.LayerNorm(channels)
         self.mlp = Mlp(channels, int(channels * mlp_ratio))
 
+    #: Tokens per chunk of the streamed inference path (see
+    #: :meth:`forward_streamed`): small enough that a chunk's intermediates,
+    #: including the 3C-wide MLP hidden layer, stay in the CPU caches.
+    stream_tokens = 4096
+
     @property
     def temporal(self) -> bool:
         return hasattr(self, 't_fc')
@@ -68,10 +74,99 @@ class MorphBlock(BaseModule):
         x = x + self.drop_path(self.fc(self.norm1(xt)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
+    def _can_stream(self, x: torch.Tensor) -> bool:
+        """Streaming needs no autograd graph and no random layers.
+
+        Tracing (FLOP counters, TorchScript) also takes the plain whole-clip
+        path: it records the same products without the chunk loops.
+        """
+        if torch.jit.is_tracing() or torch.jit.is_scripting():
+            return False
+        if torch.is_grad_enabled() and (
+                x.requires_grad or any(p.requires_grad
+                                       for p in self.parameters())):
+            return False
+        return not (self.training and any(
+            isinstance(m, (DropPath, nn.Dropout)) for m in self.modules()))
+
+    def _stream_rows(self, frames: int, H: int, W: int) -> int:
+        """Rows per slab: whole windows of every branch, ~budget tokens."""
+        r, c = self.fc.window
+        align = 1
+        for _, transpose in self.fc.window_branches():
+            align = math.lcm(align, c if transpose else r)
+        per_slab = max(1, self.stream_tokens // (frames * W * align))
+        return min(H, per_slab * align)
+
+    def forward_streamed(self, x: torch.Tensor) -> torch.Tensor:
+        """The block without autograd, one cache-sized chunk at a time.
+
+        Same result as :meth:`_forward` (up to float rounding), in two
+        passes over slabs of rows that hold whole windows of every branch:
+
+        1. per slab, all frames (MorphFC_t mixes frames):
+           ``n1 = norm1(x + t_fc(t_norm1(x)))`` and its mean over frames;
+        2. the branch weights from that mean (the only clip-wide quantity),
+           then per slab, a few frames at a time: ``y = x + fc(n1)`` and
+           ``y + mlp(norm2(y))``.
+
+        Only ``x``, ``n1`` and the output go through memory: the permuted
+        copies, branch outputs and the 3C-wide MLP hidden layer of a chunk
+        stay in cache, and the biases and residuals of ``t_fc.proj`` and
+        ``fc.proj`` are folded into their GEMMs. Builds no autograd graph.
+        """
+        B, T, H, W, C = x.shape
+        rows = self._stream_rows(B * T, H, W)
+        slabs = []
+        frame_mean = x.new_empty(B, H, W, C)
+        for r0 in range(0, H, rows):
+            xs = x[:, :, r0:r0 + rows]
+            if self.temporal:
+                xs = _residual_linear(xs, self.t_fc.mix(self.t_norm1(xs)),
+                                      self.t_fc.proj)
+            ns = self.norm1(xs)
+            frame_mean[:, r0:r0 + rows] = ns.mean(1)
+            slabs.append((r0, ns))
+        weights = self.fc.branch_weights(frame_mean)
+
+        out = torch.empty_like(x)
+        for r0, ns in slabs:
+            n_rows = ns.shape[2]
+            chunks = math.ceil(T * n_rows * W / self.stream_tokens)
+            frames = math.ceil(T / chunks)
+            for b in range(B):
+                for f0 in range(0, T, frames):
+                    idx = (slice(b, b + 1), slice(f0, f0 + frames),
+                           slice(r0, r0 + n_rows))
+                    z = self.fc.mix(ns[b:b + 1, f0:f0 + frames],
+                                    weights[b:b + 1])
+                    y = _residual_linear(x[idx], z, self.fc.proj)
+                    torch.add(y, self.mlp(self.norm2(y)), out=out[idx])
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(self._forward, x, use_reentrant=False)
+        if self._can_stream(x):
+            return self.forward_streamed(x)
         return self._forward(x)
+
+
+def _residual_linear(residual: torch.Tensor, x: torch.Tensor,
+                     linear: nn.Linear) -> torch.Tensor:
+    """``residual + linear(x)`` as one GEMM accumulating onto the residual.
+
+    No autograd: the in-place ``addmm_`` replaces the bias copy of the GEMM
+    and the separate residual add.
+    """
+    out = residual.new_empty(residual.shape)  # contiguous, unlike the input
+    if linear.bias is not None:
+        torch.add(residual, linear.bias, out=out)
+    else:
+        out.copy_(residual)
+    out.view(-1, out.shape[-1]).addmm_(
+        x.reshape(-1, x.shape[-1]), linear.weight.t())
+    return out
 
 
 class Stem(BaseModule):

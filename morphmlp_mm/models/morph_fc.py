@@ -50,7 +50,7 @@ which gives the official 8 groups at 16 frames, 16 groups at 32 frames and
 14 groups (Linear(448, 448)) for C = 392 at 32 frames.
 """
 import math
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -131,6 +131,56 @@ class Mlp(BaseModule):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
+def _window_extent(window: Tuple[int, int],
+                   transpose: bool) -> Tuple[int, int]:
+    """(rows, cols) a window covers on the untransposed (H, W) map."""
+    r, c = window
+    return (c, r) if transpose else (r, c)
+
+
+def _to_windows(x: torch.Tensor, window: Tuple[int, int],
+                transpose: bool) -> torch.Tensor:
+    """(B, F, H, W, C) -> (M, C): one row per (window, group) vector.
+
+    The single copy of a branch: zero-pads H and W to window multiples and
+    permutes every (window, group) into a row of L * S = C values, token-major
+    and channel-minor (for ``transpose`` the tokens of the transposed window
+    are taken W-offset major). Rows are ordered (B, F, window, group).
+    """
+    B, F_, H, W, C = x.shape
+    groups = window[0] * window[1]
+    wh, ww = _window_extent(window, transpose)
+    Hp, Wp = math.ceil(H / wh) * wh, math.ceil(W / ww) * ww
+    if Hp != H or Wp != W:
+        x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
+    x = x.reshape(B, F_, Hp // wh, wh, Wp // ww, ww, groups, C // groups)
+    if transpose:  # -> (B, F, nw, nh, G, ww, wh, S)
+        x = x.permute(0, 1, 4, 2, 6, 5, 3, 7)
+    else:  # -> (B, F, nh, nw, G, wh, ww, S)
+        x = x.permute(0, 1, 2, 4, 6, 3, 5, 7)
+    return x.reshape(-1, C)
+
+
+def _from_windows(y: torch.Tensor, shape: torch.Size,
+                  window: Tuple[int, int], transpose: bool) -> torch.Tensor:
+    """Undo :func:`_to_windows` as a view (no copy).
+
+    Returns the padded map as an 8-D strided view
+    ``(B, F, nh, wh, nw, ww, G, S)``: merging (nh, wh) and (nw, ww) gives
+    (B, F, Hp, Wp, C). Elementwise ops read it without a separate copy.
+    """
+    B, F_, H, W, C = shape
+    groups = window[0] * window[1]
+    S = C // groups
+    wh, ww = _window_extent(window, transpose)
+    nh, nw = math.ceil(H / wh), math.ceil(W / ww)
+    if transpose:
+        y = y.view(B, F_, nw, nh, groups, ww, wh, S)
+        return y.permute(0, 1, 3, 6, 2, 5, 4, 7)
+    y = y.view(B, F_, nh, nw, groups, wh, ww, S)
+    return y.permute(0, 1, 2, 5, 3, 6, 4, 7)
+
+
 def chunk_mix(x: torch.Tensor, linear: nn.Linear, window: Tuple[int, int],
               transpose: bool) -> torch.Tensor:
     """Mix tokens within windows of ``r x c`` tokens with one shared Linear.
@@ -147,34 +197,68 @@ def chunk_mix(x: torch.Tensor, linear: nn.Linear, window: Tuple[int, int],
         Tensor: (B, T, H, W, C).
     """
     B, T, H, W, C = x.shape
-    r, c = window
-    groups = r * c
+    y = _from_windows(linear(_to_windows(x, window, transpose)), x.shape,
+                      window, transpose)
+    Hp, Wp = y.shape[2] * y.shape[3], y.shape[4] * y.shape[5]
+    return y.reshape(B, T, Hp, Wp, C)[:, :, :H, :W]
+
+
+def _window_mix_mean(m: torch.Tensor, linear: nn.Linear,
+                     window: Tuple[int, int], transpose: bool) -> torch.Tensor:
+    """``chunk_mix(m).mean((1, 2, 3))`` without mixing every window.
+
+    ``m`` is a (B, H, W, C) map (a clip's mean over frames). A window's
+    output is affine in its input vector, so the sum of the outputs over all
+    whole windows is the Linear of the summed window vectors (one (G, C) x
+    (C, C) product) plus the bias once per window; only the partial windows
+    at the bottom and right edges of a padded map are mixed explicitly.
+
+    Returns:
+        Tensor: (B, C), the spatial mean of the branch output.
+    """
+    B, H, W, C = m.shape
+    groups = window[0] * window[1]
     S = C // groups
-    # Window extent along (H, W) of the untransposed map.
-    wh, ww = (c, r) if transpose else (r, c)
-    Hp, Wp = math.ceil(H / wh) * wh, math.ceil(W / ww) * ww
-    if Hp != H or Wp != W:
-        x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
-    nh, nw = Hp // wh, Wp // ww
-    x = x.reshape(B, T, nh, wh, nw, ww, groups, S)
-    if transpose:
-        # vector order (w-offset, h-offset, s): the window of the transposed map
-        perm = (0, 1, 4, 2, 6, 5, 3, 7)
-        inv = (0, 1, 3, 6, 2, 5, 4, 7)
-        shape = (B, T, nw, nh, groups, ww, wh, S)
-    else:
-        perm = (0, 1, 2, 4, 6, 3, 5, 7)
-        inv = (0, 1, 2, 5, 3, 6, 4, 7)
-        shape = (B, T, nh, nw, groups, wh, ww, S)
-    x = x.permute(*perm).reshape(*shape[:5], -1)
-    x = linear(x).reshape(shape).permute(*inv).reshape(B, T, Hp, Wp, C)
-    if Hp != H or Wp != W:
-        x = x[:, :, :H, :W]
-    return x
+    wh, ww = _window_extent(window, transpose)
+    Hf, Wf = H // wh * wh, W // ww * ww
+    total = m.new_zeros(B, C)
+    if Hf and Wf:
+        u = m[:, :Hf, :Wf].unflatten(2, (Wf // ww, ww)).unflatten(
+            1, (Hf // wh, wh)).sum((1, 3))  # (B, wh, ww, C)
+        u = u.unflatten(3, (groups, S))
+        # vector order of a window: (wh, ww, S), or (ww, wh, S) transposed
+        u = u.permute(0, 3, 2, 1, 4) if transpose else u.permute(0, 3, 1, 2, 4)
+        # Only the per-channel sum over a window's L output tokens is
+        # needed: sum those rows of the weight first ((S, C), not (C, C)).
+        weight = linear.weight.reshape(groups, S, C).sum(0)
+        v = F.linear(u.reshape(B, groups, C), weight)
+        if linear.bias is not None:
+            v = v + linear.bias.reshape(groups, S).sum(0) * (
+                (Hf // wh) * (Wf // ww))
+        total = total + v.flatten(1)
+    strips = []
+    if Hf < H:
+        strips.append(m[:, Hf:])
+    if Wf < W and Hf:
+        strips.append(m[:, :Hf, Wf:])
+    for strip in strips:
+        total = total + chunk_mix(strip.unsqueeze(1), linear, window,
+                                  transpose).sum((1, 2, 3))
+    return total / (H * W)
 
 
 class MorphFCSpatial(BaseModule):
     """MorphFC_s: chunked token mixing along H and W plus a channel FC.
+
+    The forward is :meth:`branch_weights` (the reweighting) followed by
+    :meth:`mix` (the weighted sum of the branches) and ``proj``; blocks call
+    the two steps separately to stream a clip through in chunks
+    (:class:`~morphmlp_mm.models.blocks.MorphBlock`). Compared with the plain
+    algorithm (:mod:`morphmlp_mm.models.plain`) this never materialises the
+    branch outputs in token layout: the pooled vector comes from the input's
+    window sums (the branches are affine), the C-branch weight carries its
+    reweighting factor, and the H/W outputs are added in place from their
+    permuted layout.
 
     Args:
         channels (int): Channels C.
@@ -214,20 +298,90 @@ class MorphFCSpatial(BaseModule):
         self.proj = nn.Linear(channels, channels)
         self.proj_drop = nn.Dropout(proj_drop) if proj_drop else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C = x.shape[0], x.shape[-1]
+    def window_branches(self) -> List[Tuple[nn.Linear, bool]]:
+        """(Linear, transpose) of the windowed branches, in reweight order."""
         if self.num_branches == 3:
-            branches = (chunk_mix(x, self.mlp_h, self.window, transpose=True),
-                        chunk_mix(x, self.mlp_w, self.window,
-                                  transpose=False), self.mlp_c(x))
-        else:
-            branches = (chunk_mix(x, self.mlp_h, self.window,
-                                  transpose=False), self.mlp_c(x))
-        pooled = sum(branches).mean(dim=(1, 2, 3))
+            return [(self.mlp_h, True), (self.mlp_w, False)]
+        return [(self.mlp_h, False)]
+
+    def branch_weights(self, frame_mean: torch.Tensor) -> torch.Tensor:
+        """Softmax weights of the branches for every clip.
+
+        Args:
+            frame_mean (Tensor): (B, H, W, C), the block input averaged over
+                its frames (the pooling is over the whole clip, and every
+                branch is affine, so the mean over frames can come first).
+
+        Returns:
+            Tensor: (B, k, C) with k = ``num_branches`` (order h, w, c or
+            h, c), summing to 1 over k.
+        """
+        B, C = frame_mean.shape[0], frame_mean.shape[-1]
+        pooled = self.mlp_c(frame_mean.mean((1, 2)))
+        for linear, transpose in self.window_branches():
+            pooled = pooled + _window_mix_mean(frame_mean, linear,
+                                               self.window, transpose)
         weights = self.reweight(pooled).reshape(B, C, self.num_branches)
-        weights = weights.softmax(dim=-1)[:, None, None, None]
-        x = sum(b * weights[..., k] for k, b in enumerate(branches))
-        return self.proj_drop(self.proj(x))
+        return weights.softmax(dim=-1).transpose(1, 2)
+
+    def mix(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``sum_k weights_k * branch_k(x)``, the input of ``proj``.
+
+        Args:
+            x (Tensor): (B, F, H, W, C), any number of frames F of each clip
+                (windows never cross frames).
+            weights (Tensor): (B, k, C) from :meth:`branch_weights`.
+
+        Returns:
+            Tensor: (B, F, H, W, C), contiguous.
+        """
+        B, F_, H, W, C = x.shape
+        groups = self.window[0] * self.window[1]
+        inplace = not torch.is_grad_enabled()
+        # C-branch, scaled per clip and channel: folded into the output rows
+        # of the weight when that is cheaper than scaling the output.
+        a = weights[:, -1]
+        tokens = x.shape[1] * H * W
+        if tokens > C:
+            weight = self.mlp_c.weight * a[:, :, None]  # (B, C, C)
+            bias = self.mlp_c.bias
+            bias = bias * a if bias is not None else None
+            if B == 1:
+                z = F.linear(x.reshape(tokens, C), weight[0],
+                             None if bias is None else bias[0])
+            else:
+                z = torch.matmul(x.reshape(B, tokens, C),
+                                 weight.transpose(1, 2))
+                if bias is not None:
+                    z = z.add_(bias[:, None]) if inplace else \
+                        z + bias[:, None]
+        else:
+            z = self.mlp_c(x)
+            z = z.mul_(a[:, None, None, None]) if inplace else \
+                z * a[:, None, None, None]
+        z = z.view(B, F_, H, W, C)
+        for k, (linear, transpose) in enumerate(self.window_branches()):
+            y = _from_windows(
+                linear(_to_windows(x, self.window, transpose)), x.shape,
+                self.window, transpose)
+            a = weights[:, k]
+            if y.shape[2] * y.shape[3] == H and y.shape[4] * y.shape[5] == W:
+                acc = z.view(y.shape)  # unpadded: add in the window geometry
+                a = a.reshape(B, 1, 1, 1, 1, 1, groups, C // groups)
+            else:
+                acc = z
+                y = y.reshape(B, F_, y.shape[2] * y.shape[3],
+                              y.shape[4] * y.shape[5], C)[:, :, :H, :W]
+                a = a.reshape(B, 1, 1, 1, C)
+            if inplace:
+                acc.addcmul_(y, a)
+            else:
+                z = torch.addcmul(acc, y, a).reshape(B, F_, H, W, C)
+        return z
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.mix(x, self.branch_weights(x.mean(1)))
+        return self.proj_drop(self.proj(z))
 
 
 class MorphFCTemporal(BaseModule):
@@ -262,13 +416,18 @@ class MorphFCTemporal(BaseModule):
         nn.init.ones_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        """``mlp_t`` over the frames of every (position, group): the input
+        of ``proj``. (B, T, H, W, C) -> (B, T, H, W, C), contiguous."""
         B, T, H, W, C = x.shape
         G, S = self.groups, C // self.groups
-        t = x.reshape(B, T, H, W, G, S).permute(0, 4, 2, 3, 1, 5)
-        t = self.mlp_t(t.reshape(B, G, H, W, T * S))
-        t = t.reshape(B, G, H, W, T, S).permute(0, 4, 2, 3, 1, 5)
-        return self.proj_drop(self.proj(t.reshape(B, T, H, W, C)))
+        t = x.reshape(B, T, H, W, G, S).permute(0, 2, 3, 4, 1, 5)
+        t = self.mlp_t(t.reshape(B, H, W, G, T * S))
+        t = t.reshape(B, H, W, G, T, S).permute(0, 4, 1, 2, 3, 5)
+        return t.reshape(B, T, H, W, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj_drop(self.proj(self.mix(x)))
 
 
 __all__: Sequence[str] = ('Mlp', 'MorphFCSpatial', 'MorphFCTemporal',

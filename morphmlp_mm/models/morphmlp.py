@@ -316,6 +316,14 @@ class MorphMLP(BaseModule):
                 f'{type(self).__name__} was built with in_channels='
                 f'{self.in_channels}, got an input with {x.shape[1]} '
                 f'channels (shape {tuple(x.shape)})')
+        self._check_not_empty(x, 'B, C, H, W')
+
+    @staticmethod
+    def _check_not_empty(x: torch.Tensor, dims: str) -> None:
+        if x.numel() == 0:
+            raise ValueError(
+                f'input of shape {tuple(x.shape)} ({dims}) is empty; every '
+                'dimension must be >= 1')
 
     def _format_output(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, H, W, C) normed tokens -> the requested output."""

@@ -127,6 +127,7 @@ class MorphMLP3D(MorphMLP):
                 f'got a clip of {x.shape[2]} frames (shape '
                 f'{tuple(x.shape)}); set num_frames to the clip length of '
                 'the pipeline (SampleFrames clip_len)')
+        self._check_not_empty(x, 'B, C, T, H, W')
 
     def _format_output(self, x: torch.Tensor) -> torch.Tensor:
         if self.out_type == 'avg_featmap':

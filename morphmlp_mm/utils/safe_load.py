@@ -47,10 +47,14 @@ _NUMPY_DTYPE_MODULE = 'numpy.dtypes'
 _TORCH_PREFIXES = ('torch', 'torch._utils', 'torch.nn.parameter')
 
 
+class CheckpointRefused(pickle.UnpicklingError):
+    """A checkpoint refers to a global outside the allow-list."""
+
+
 def _restricted_getattr(obj: Any, name: str) -> Any:
     from mmengine.logging.history_buffer import HistoryBuffer
     if obj is not HistoryBuffer or name.startswith('_'):
-        raise pickle.UnpicklingError(
+        raise CheckpointRefused(
             f'checkpoint asks for getattr({obj!r}, {name!r}); only public '
             'attributes of mmengine HistoryBuffer are allowed')
     return getattr(obj, name)
@@ -73,7 +77,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
                              'Parameter', 'float32', 'float16',
                              'bfloat16', 'int64'))))
         if not allowed:
-            raise pickle.UnpicklingError(
+            raise CheckpointRefused(
                 f'checkpoint refers to {module}.{name}, which is not on the '
                 'allow-list of morphmlp_mm.utils.safe_load.ALLOWED_GLOBALS. '
                 'If you trust this file, load it with '
@@ -99,9 +103,10 @@ def safe_torch_load(filename: str, map_location: Optional[Any] = 'cpu') -> Any:
 
     Raises:
         FileNotFoundError: ``filename`` does not exist.
-        RuntimeError: the file is truncated or not a torch checkpoint.
-        pickle.UnpicklingError: the file refers to a global outside the
-            allow-list.
+        RuntimeError: the file is corrupt, truncated or not a torch
+            checkpoint (the message names the file).
+        CheckpointRefused: (a ``pickle.UnpicklingError``) the file refers to
+            a global outside the allow-list.
     """
     filename = osp.expanduser(str(filename))
     if not osp.isfile(filename):
@@ -109,7 +114,9 @@ def safe_torch_load(filename: str, map_location: Optional[Any] = 'cpu') -> Any:
     try:
         return torch.load(filename, map_location=map_location,
                           weights_only=True)
-    except pickle.UnpicklingError:
+    except Exception:
+        # Metadata the strict unpickler rejects, or a damaged file: the
+        # restricted unpickler below tells them apart.
         pass
     try:
         return torch.load(
@@ -117,9 +124,9 @@ def safe_torch_load(filename: str, map_location: Optional[Any] = 'cpu') -> Any:
             map_location=map_location,
             weights_only=False,
             pickle_module=_restricted_pickle)
-    except pickle.UnpicklingError:
+    except CheckpointRefused:
         raise
-    except Exception as err:  # truncated zip, wrong format, ...
+    except Exception as err:  # truncated zip, HTML page, wrong format...
         raise RuntimeError(
             f'cannot read checkpoint {filename!r}: {type(err).__name__}: '
             f'{err}. The file is corrupt, truncated or not a torch '
