@@ -41,8 +41,10 @@ def parse_args(argv=None):
                                                         'motion'))
     parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs',
                                                        'motion_demo'))
-    parser.add_argument('--train-per-class', type=int, default=60)
-    parser.add_argument('--val-per-class', type=int, default=15)
+    parser.add_argument('--train-per-class', type=int, default=400)
+    parser.add_argument('--val-per-class', type=int, default=30)
+    parser.add_argument('--size', type=int, default=32,
+                        help='frame side of the generated clips')
     parser.add_argument('--epochs', type=int, default=None,
                         help='override max_epochs of the config')
     parser.add_argument('--seed', type=int, default=0)
@@ -55,7 +57,8 @@ def ensure_dataset(args):
     """Write the dataset unless the same one is already there."""
     from make_motion_dataset import make_motion_dataset
     wanted = dict(train_per_class=args.train_per_class,
-                  val_per_class=args.val_per_class, seed=args.seed)
+                  val_per_class=args.val_per_class, size=args.size,
+                  seed=args.seed)
     stamp = osp.join(args.data_root, 'demo_settings.json')
     if osp.isfile(stamp):
         with open(stamp) as f:
@@ -72,7 +75,7 @@ def ensure_dataset(args):
     print(f'[motion_demo] writing dataset to {args.data_root}', flush=True)
     make_motion_dataset(args.data_root, num_train_per_class=args.
                         train_per_class, num_val_per_class=args.
-                        val_per_class, seed=args.seed)
+                        val_per_class, size=args.size, seed=args.seed)
     with open(stamp, 'w') as f:
         json.dump(wanted, f)
 
@@ -86,14 +89,14 @@ def write_config(path, data_root, epochs=None, temporal=True, shuffle=False):
     test_pipe = ''
     if shuffle:
         test_pipe = (", pipeline=[dict(type='DecordInit'), dict(type="
-                     "'SampleFrames', clip_len=num_frames, frame_interval=1,"
+                     "'SampleFrames', clip_len=num_frames, frame_interval=2,"
                      " num_clips=1, test_mode=True), dict(type="
                      "'ShuffleFrames', seed=0), dict(type='DecordDecode'), "
                      "dict(type='FormatShape', input_format='NCTHW'), "
                      "dict(type='PackActionInputs')]")
     lines = [
         f'_base_ = {CONFIG!r}',
-        'num_frames = 16',
+        'num_frames = {{_base_.num_frames}}',
         f'train_dataloader = dict(dataset={dataset("train", "")})',
         f'val_dataloader = dict(dataset={dataset("val", "")})',
         f'test_dataloader = dict(dataset={dataset("val", test_pipe)})',
@@ -114,8 +117,13 @@ def write_config(path, data_root, epochs=None, temporal=True, shuffle=False):
 
 
 def run(cmd):
+    """Run a tool. One compute thread unless OMP_NUM_THREADS is set: the
+    dataloader worker decodes on the other core, and oversubscribed OpenMP
+    threads on 2 cores are many times slower than one thread."""
     print('[motion_demo] $ ' + ' '.join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    env = dict(os.environ)
+    env.setdefault('OMP_NUM_THREADS', '1')
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env)
 
 
 def train_and_test(name, cfg, run_dir, shuffled_cfg=None):
