@@ -22,6 +22,12 @@ What is patched and why (see README "Installation" for the version matrix):
   the loader we register instead: weights-only with an explicit allow-list of
   the metadata types mmengine writes, never a blanket ``weights_only=False``.
 
+* decord 0.6.0 wheels bundle their own old FFmpeg, libvpx and zlib and load
+  them into the process: imported before PyAV, PyAV's VP8/VP9 encoders fail
+  (``avcodec_open2("libvpx-vp9") returned 22``); imported before OpenCV,
+  OpenCV's PNG I/O breaks. :func:`import_av_and_cv2_before_decord` imports
+  ``av`` and ``cv2`` first, while decord is not loaded yet.
+
 Beyond host bugs, :func:`make_local_writes_atomic` makes mmengine's local
 file writes atomic, so that no checkpoint is ever left half-written.
 """
@@ -121,6 +127,24 @@ def patch_checkpoint_loading() -> bool:
     return install_mmengine_loader()
 
 
+def import_av_and_cv2_before_decord() -> bool:
+    """Load PyAV's and OpenCV's codec libraries before decord's bundled ones.
+
+    decord 0.6.0 (the last release, 2021) ships old FFmpeg/libvpx/zlib
+    copies; whichever library loads them first wins. Returns True if at least
+    one of ``av``/``cv2`` was imported here; False when decord is absent or
+    already imported (then it is too late to help).
+    """
+    if 'decord' in sys.modules or importlib.util.find_spec('decord') is None:
+        return False
+    done = False
+    for name in ('cv2', 'av'):
+        if name not in sys.modules and importlib.util.find_spec(name):
+            importlib.import_module(name)
+            done = True
+    return done
+
+
 def make_local_writes_atomic() -> bool:
     """Not an upstream bug: atomic checkpoint writes (see utils.atomic_io)."""
     if importlib.util.find_spec('mmengine') is None:
@@ -132,6 +156,7 @@ def make_local_writes_atomic() -> bool:
 def apply_all() -> dict:
     """Apply every workaround once; returns ``{name: applied}``."""
     if not _APPLIED:
+        _APPLIED['codec_import_order'] = import_av_and_cv2_before_decord()
         _APPLIED['mmcv_ext'] = shim_mmcv_ext()
         _APPLIED['mmaction_drn'] = shim_mmaction_drn()
         _APPLIED['checkpoint_loading'] = patch_checkpoint_loading()

@@ -71,13 +71,18 @@ def test_build_from_config_dicts_in_each_host():
     from mmaction.registry import MODELS as ACTION
     from mmpretrain.registry import MODELS as PRETRAIN
     from mmseg.registry import MODELS as SEG
-    img = PRETRAIN.build(dict(type='MorphMLP', arch=TINY))
+    from mmengine.registry import DefaultScope
+    scope = DefaultScope.overwrite_default_scope  # as each host's Runner
+    with scope('mmpretrain'):
+        img = PRETRAIN.build(dict(type='MorphMLP', arch=TINY))
     assert img(torch.rand(1, 3, 32, 32))[0].shape == (1, 64)
-    seg = SEG.build(dict(type='MorphMLP', arch=TINY, out_type='featmap',
-                         out_indices=(0, 1, 2, 3)))
+    with scope('mmseg'):
+        seg = SEG.build(dict(type='MorphMLP', arch=TINY, out_type='featmap',
+                             out_indices=(0, 1, 2, 3)))
     assert [o.shape[1] for o in seg(torch.rand(1, 3, 32, 32))] == [8, 16,
                                                                    32, 64]
-    vid = ACTION.build(dict(type='MorphMLP3D', arch=TINY, num_frames=4))
+    with scope('mmaction'):
+        vid = ACTION.build(dict(type='MorphMLP3D', arch=TINY, num_frames=4))
     assert vid(torch.rand(1, 3, 4, 32, 32)).shape == (1, 64, 2, 1, 1)
 
 
