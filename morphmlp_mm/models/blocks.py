@@ -117,16 +117,16 @@ class MorphBlock(BaseModule):
         """
         B, T, H, W, C = x.shape
         rows = self._stream_rows(B * T, H, W)
-        slabs = []
-        frame_mean = x.new_empty(B, H, W, C)
+        slabs, means = [], []
         for r0 in range(0, H, rows):
             xs = x[:, :, r0:r0 + rows]
             if self.temporal:
                 xs = _residual_linear(xs, self.t_fc.mix(self.t_norm1(xs)),
                                       self.t_fc.proj)
             ns = self.norm1(xs)
-            frame_mean[:, r0:r0 + rows] = ns.mean(1)
+            means.append(ns[:, 0] if T == 1 else ns.mean(1))
             slabs.append((r0, ns))
+        frame_mean = means[0] if len(means) == 1 else torch.cat(means, 1)
         weights = self.fc.branch_weights(frame_mean)
 
         out = torch.empty_like(x)
@@ -157,8 +157,12 @@ def _residual_linear(residual: torch.Tensor, x: torch.Tensor,
     """``residual + linear(x)`` as one GEMM accumulating onto the residual.
 
     No autograd: the in-place ``addmm_`` replaces the bias copy of the GEMM
-    and the separate residual add.
+    and the separate residual add. Under autocast (or mixed dtypes) it is
+    the plain ``residual + linear(x)``, which autocast knows how to cast.
     """
+    if torch.is_autocast_enabled(x.device.type) or not (
+            residual.dtype == x.dtype == linear.weight.dtype):
+        return residual + linear(x)
     out = residual.new_empty(residual.shape)  # contiguous, unlike the input
     if linear.bias is not None:
         torch.add(residual, linear.bias, out=out)

@@ -48,6 +48,28 @@ S_t = C / G_t channels: vector (T', S_t) -> Linear(T' * S_t, T' * S_t).
 G_t is the largest divisor of C not above T' (:func:`temporal_groups`),
 which gives the official 8 groups at 16 frames, 16 groups at 32 frames and
 14 groups (Linear(448, 448)) for C = 392 at 32 frames.
+
+How the forward is computed
+---------------------------
+The algorithm above, done literally (``morphmlp_mm.models.plain``), writes
+every branch output in token layout and reads it back three times (pooling,
+weighting, sum). Here:
+
+* each windowed branch costs one copy: :func:`_to_windows` permutes (and
+  pads) the input into rows, one GEMM, and the result is read back through
+  a strided view (:func:`_from_windows`) by the in-place weighted sum;
+* the pooled vector of the reweighting is computed from the input, not from
+  the branch outputs: every branch is affine, so the mean of a branch
+  output is the branch applied to mean window vectors
+  (:func:`_window_mix_mean`; only partial windows of a padded map are mixed
+  explicitly);
+* the C-branch carries its reweighting factor in its weight (when the
+  clip has more tokens than channels), so its GEMM writes the initial sum.
+
+:class:`~morphmlp_mm.models.blocks.MorphBlock` streams clips through these
+steps in cache-sized chunks when no autograd graph is needed. Results agree
+with the plain implementation within 1e-5 in fp32
+(``tests/models/test_plain_equivalence.py``).
 """
 import math
 from typing import List, Optional, Sequence, Tuple
@@ -257,15 +279,17 @@ class MorphFCSpatial(BaseModule):
     algorithm (:mod:`morphmlp_mm.models.plain`) this never materialises the
     branch outputs in token layout: the pooled vector comes from the input's
     window sums (the branches are affine), the C-branch weight carries its
-    reweighting factor, and the H/W outputs are added in place from their
-    permuted layout.
+    reweighting factor (when there are more tokens than channels), and the
+    H/W outputs are added from their permuted layout (in place without
+    autograd).
 
     Args:
         channels (int): Channels C.
         window (tuple[int, int]): Chunk window (r, c); chunk length and
             number of channel groups are both L = r * c, C % L == 0.
         num_branches (int): 3 for the H/W/C form (stages 1-3), 2 for the
-            official stage-4 form (``mlp_h`` over row-major windows + ``mlp_c``).
+            official stage-4 form (``mlp_h`` over row-major windows and
+            ``mlp_c``).
         qkv_bias (bool): Bias of the branch Linears. Defaults to True
             (official ``MORPH.QKV_BIAS``).
         proj_drop (float): Dropout after ``proj``. Defaults to 0.

@@ -26,7 +26,8 @@ the official flat chunks.
 
 :func:`build_plain` returns a model that shares every parameter, buffer and
 other module with the model it is given and runs the blocks and the
-downsampling layers with the plain forward, so both can be timed on the same weights::
+downsampling layers with the plain forward, so both can be timed on the same
+weights::
 
     model = MorphMLP3D('small').eval()
     plain = build_plain(model)       # same parameters, plain algorithm

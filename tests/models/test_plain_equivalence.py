@@ -1,0 +1,215 @@
+"""Our MorphFC / block fast paths against the plain algorithm, same weights.
+
+``morphmlp_mm.models.plain`` runs the official step-by-step algorithm on the
+parameters of our modules; every fast path (the fused MorphFC forward used
+with autograd, the streamed no-grad block, gradient checkpointing) must stay
+within 1e-5 of it in fp32.
+"""
+import pytest
+import torch
+import torch.nn as nn
+
+from morphmlp_mm import MorphMLP, MorphMLP3D
+from morphmlp_mm.models import MorphFCSpatial, MorphFCTemporal, chunk_mix
+from morphmlp_mm.models.blocks import MorphBlock
+from morphmlp_mm.models.plain import (PlainMorphFCSpatial,
+                                      PlainMorphFCTemporal, build_plain,
+                                      plain_window_mix)
+
+# Official chunk lengths scaled down: windows (1, 4), (1, 8), (2, 14), (7, 7)
+# at the 224 reference, i.e. a row window, a transposed-row window, a
+# two-row window and the 2-branch 7x7 stage; S = C / L = 2 everywhere.
+ARCH = dict(depths=[1, 1, 2, 1], channels=[8, 16, 56, 98],
+            chunk_lengths=[4, 8, 28, 49])
+ATOL = RTOL = 1e-5
+
+
+def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial weights everywhere (the official init zeroes mlp_t)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            noise = torch.randn(p.shape, generator=gen)
+            if 'norm' in name and name.endswith('weight'):
+                p.copy_(1 + 0.2 * noise)
+            else:
+                p.copy_(0.2 * noise)
+        for name, b in module.named_buffers():
+            if name.endswith('running_var'):
+                b.copy_(0.5 + torch.rand(b.shape, generator=gen))
+            elif name.endswith('running_mean'):
+                b.copy_(0.1 * torch.randn(b.shape, generator=gen))
+    return module
+
+
+def as_tuple(out):
+    return out if isinstance(out, tuple) else (out, )
+
+
+def assert_outputs_close(ours, plain):
+    for a, b in zip(as_tuple(ours), as_tuple(plain)):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=RTOL)
+
+
+def grads(model, x, weight):
+    model.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_(True)
+    outs = as_tuple(model(x))
+    loss = sum((o * w).sum() for o, w in zip(outs, weight))
+    loss.backward()
+    named = {n: p.grad.clone() for n, p in model.named_parameters()
+             if p.grad is not None}
+    return outs, x.grad, named
+
+
+def check_grads(ours, plain, x):
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        shapes = [o.shape for o in as_tuple(plain(x))]
+    weight = [torch.randn(s, generator=gen) for s in shapes]
+    out_a, gx_a, gp_a = grads(ours, x, weight)
+    out_b, gx_b, gp_b = grads(plain, x, weight)
+    assert_outputs_close(out_a, out_b)
+    assert_grad_close(gx_a, gx_b, 'input')
+    assert gp_a.keys() == gp_b.keys() and gp_a
+    for name in gp_a:
+        assert_grad_close(gp_a[name], gp_b[name], name)
+
+
+def assert_grad_close(ours, plain, name):
+    """Within 1e-5 of the gradient's own scale.
+
+    Parameter gradients are sums over every token, so they are compared
+    relative to the largest entry of the tensor (at least 1).
+    """
+    scale = max(1., plain.abs().max().item())
+    err = (ours - plain).abs().max().item()
+    assert err <= ATOL * scale, \
+        f'{name}: max error {err:.3g}, scale {scale:.3g}'
+
+
+# ------------------------------------------------------------------ modules
+@pytest.mark.parametrize('hw', [(8, 8), (5, 7), (3, 9)])
+@pytest.mark.parametrize('window', [(1, 4), (2, 2), (2, 4)])
+@pytest.mark.parametrize('transpose', [False, True])
+def test_chunk_mix_equals_plain_window_mix(hw, window, transpose):
+    torch.manual_seed(0)
+    C = window[0] * window[1] * 2
+    x = torch.randn(2, 3, *hw, C)
+    linear = nn.Linear(C, C)
+    if transpose:
+        ref = plain_window_mix(x.transpose(2, 3), linear,
+                               window).transpose(2, 3)
+    else:
+        ref = plain_window_mix(x, linear, window)
+    torch.testing.assert_close(chunk_mix(x, linear, window, transpose), ref,
+                               atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize('num_branches,window', [(3, (1, 4)), (3, (2, 4)),
+                                                 (2, (2, 2)), (2, (3, 3))])
+@pytest.mark.parametrize('shape', [(2, 3, 6, 8), (1, 2, 5, 7), (2, 1, 2, 3)])
+@pytest.mark.parametrize('grad', [False, True])
+def test_spatial_module_equals_plain(num_branches, window, shape, grad):
+    C = window[0] * window[1] * 3
+    ours = randomize(MorphFCSpatial(C, window, num_branches))
+    plain = PlainMorphFCSpatial(ours)
+    x = torch.randn(*shape, C, generator=torch.Generator().manual_seed(2))
+    if grad:
+        check_grads(ours, plain, x)
+    else:
+        with torch.no_grad():
+            assert_outputs_close(ours(x), plain(x))
+
+
+def test_spatial_module_without_bias():
+    ours = randomize(MorphFCSpatial(12, (1, 4), 3, qkv_bias=False))
+    plain = PlainMorphFCSpatial(ours)
+    x = torch.randn(1, 2, 5, 6, 12)
+    check_grads(ours, plain, x)
+
+
+@pytest.mark.parametrize('frames', [1, 4, 5])
+def test_temporal_module_equals_plain(frames):
+    ours = randomize(MorphFCTemporal(12, frames))
+    plain = PlainMorphFCTemporal(ours)
+    check_grads(ours, plain, torch.randn(2, frames, 3, 2, 12))
+
+
+# ------------------------------------------------------------ full models
+def image_model(**kwargs):
+    return randomize(MorphMLP(ARCH, out_indices=(0, 1, 2, 3),
+                              out_type='featmap', **kwargs))
+
+
+def video_model(**kwargs):
+    return randomize(MorphMLP3D(ARCH, num_frames=8, **kwargs))
+
+
+@pytest.mark.parametrize('build,shape', [
+    (image_model, (2, 3, 64, 64)),   # no padding at any stage
+    (image_model, (1, 3, 61, 47)),   # padded windows everywhere
+    (video_model, (2, 3, 8, 64, 64)),
+    (video_model, (1, 3, 8, 45, 70)),
+])
+@pytest.mark.parametrize('stream_tokens', [4096, 24])
+def test_inference_equals_plain(build, shape, stream_tokens, monkeypatch):
+    """The streamed no-grad path, in one chunk and in many small ones."""
+    monkeypatch.setattr(MorphBlock, 'stream_tokens', stream_tokens)
+    model = build().eval()
+    plain = build_plain(model)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert_outputs_close(model(x), plain(x))
+
+
+@pytest.mark.parametrize('build,shape', [(image_model, (2, 3, 40, 52)),
+                                         (video_model, (2, 3, 8, 36, 28))])
+@pytest.mark.parametrize('with_cp', [False, True])
+def test_training_equals_plain(build, shape, with_cp):
+    """Autograd path (train mode) and checkpointing: outputs and grads.
+
+    ``norm_eval`` keeps the stem's BatchNorm on its running statistics: with
+    batch statistics the gradients of the conv biases in front of it are
+    zero up to rounding noise, which no tolerance can compare.
+    """
+    model = build(with_cp=with_cp, norm_eval=True).train()
+    plain = build_plain(model)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(4))
+    check_grads(model, plain, x)
+
+
+def test_eval_with_grad_equals_plain():
+    """Grad enabled in eval mode (e.g. saliency) takes the autograd path."""
+    model = video_model().eval()
+    check_grads(model, build_plain(model), torch.randn(1, 3, 8, 32, 32))
+
+
+def test_no_temporal_branch_equals_plain():
+    model = video_model(temporal=False).eval()
+    x = torch.randn(1, 3, 8, 32, 40)
+    with torch.no_grad():
+        assert_outputs_close(model(x), build_plain(model)(x))
+
+
+def test_plain_shares_parameters_and_keys():
+    model = video_model()
+    plain = build_plain(model)
+    assert list(plain.state_dict()) == list(model.state_dict())
+    ours = dict(model.named_parameters())
+    for name, p in plain.named_parameters():
+        assert p is ours[name]
+    # Loading the state dict of ours into the plain twin is a no-op.
+    plain.load_state_dict(model.state_dict())
+
+
+def test_streaming_only_without_graph_or_randomness():
+    block = MorphBlock(8, (1, 4), 3., frames=2, drop_path=0.1)
+    x = torch.randn(1, 2, 4, 4, 8)
+    block.eval()
+    with torch.no_grad():
+        assert block._can_stream(x)
+    assert not block._can_stream(x)  # grad enabled, parameters need grad
+    block.train()
+    with torch.no_grad():
+        assert not block._can_stream(x)  # drop path draws per sample

@@ -1,0 +1,1012 @@
+"""Throughput, GEMM-floor ratio and peak memory of backbones, side by side.
+
+One run times every model it is given, interleaved, on the same machine
+state, and reports ratios:
+
+* **inference** (eval mode, ``torch.no_grad``, one clip or image per call)
+  and **training steps** (train mode: forward, ``mean`` loss over the
+  outputs, backward, AdamW step; gradients and AdamW state are dropped after
+  each timed step so that one process holds every model), in seconds per
+  call and clips (images) per second;
+* the **GEMM floor**: the time of the model's own ``nn.Linear`` and
+  ``nn.Conv{1,2,3}d`` layers run alone, one call per layer call of a
+  forward, at the exact input shapes (training: forward + backward of each
+  layer). ``x floor`` = model time / floor time. For MorphMLP the layer calls
+  are recorded on the plain twin (``morphmlp_mm.models.plain``), i.e. the
+  official algorithm, so our model and its plain twin share one floor;
+* multiply-adds per view (``mmengine.analysis``, the fvcore convention of
+  the papers; MorphMLP counted on its plain twin like
+  ``tools/analysis/get_flops.py``), the achieved GFLOP/s (2 x MACs / time)
+  and that rate as a fraction of a dense 2048^3 fp32 matmul timed in the
+  same run;
+* **per video** at each model's test views (clips x crops of its K400
+  config: MorphMLP 4 x 1, Swin3D-T 4 x 3, MViTv2-S 5 x 1, UniFormer-S
+  4 x 1);
+* **peak memory** (``--memory``) of one inference call / training step:
+  each measurement runs in a fresh subprocess that imports the libraries
+  (their resident size is the baseline), builds the model, runs one warm-up
+  step (parameters, gradients and AdamW state exist afterwards), releases
+  free heap memory (``malloc_trim``), resets the kernel's peak-RSS counter
+  (``/proc/self/clear_refs``) and reads ``VmHWM`` after the measured step.
+  glibc's mmap threshold is set to 64 KiB in that process so that freed
+  tensors return to the kernel and the peak RSS follows live memory. RSS
+  sees every allocation (torch, MKL/oneDNN scratch); ``tracemalloc`` does
+  not see torch's, and the profiler's memory events missed allocations
+  here. ``mem MB`` is the peak above the libraries (weights, gradients,
+  optimizer state, activations); the JSON also has the process peak and
+  the part above the state before the step.
+
+The machine is shared (other processes load the cores), so every number is
+the median over ``--repeats`` rounds, the models of a round run one after the
+other in a rotating order, the floor of a model is timed right after it, and
+``os.getloadavg()`` is recorded before and after. Prefer the ratios.
+
+Models are named presets (``--models``, groups ``video``, ``image``,
+``cp``, ``all``), any MorphMLP arch (``--arch small --frames 32``) or any
+OpenMMLab config (``--config cfg.py``: its ``model.backbone``). A MorphMLP
+model is always accompanied by its plain twin (same weights). Peers are
+built from the hosts' registries with their class defaults (random weights).
+
+Examples::
+
+    # the README table: video + image peers, training, with_cp, memory
+    python tools/analysis/benchmark.py --models all --modes infer train \\
+        --memory --repeats 3 --json outputs/benchmark.json \\
+        --png outputs/benchmark.png --md docs/benchmark.md
+    # one arch against its plain twin, inference only
+    python tools/analysis/benchmark.py --arch base --frames 16
+    # a config (its backbone, at the config's clip length)
+    python tools/analysis/benchmark.py --config configs/recognition/\\
+morphmlp-small_in1k-pre_8xb8-amp-16x4x1-60e_kinetics400-rgb.py
+    # smoke run on tiny inputs
+    python tools/analysis/benchmark.py --models all --quick
+"""
+import argparse
+import ctypes
+import datetime
+import gc
+import json
+import logging
+import os
+import os.path as osp
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CHILD_MARK = '@@benchmark-child@@'
+LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+MODES = ('infer', 'train')
+
+
+def import_plugin() -> None:
+    """Import ``morphmlp_mm`` (host workarounds first), from the checkout
+    if it is not installed."""
+    try:
+        import morphmlp_mm  # noqa: F401
+    except ModuleNotFoundError as err:
+        if err.name != 'morphmlp_mm':
+            raise
+        sys.path.insert(0, REPO_ROOT)
+        import morphmlp_mm  # noqa: F401
+
+
+# --------------------------------------------------------------------------
+# model specs
+# --------------------------------------------------------------------------
+@dataclass
+class Spec:
+    """A model to benchmark.
+
+    Attributes:
+        name: Display name.
+        family: ``'video'`` or ``'image'`` (ratios compare within a family).
+        build: Returns the model (random weights).
+        shape: Input shape of one call, batch included.
+        views: Test views per video (clips x crops); 1 for images.
+        plain_of: For a plain twin, the name of the model it shares weights
+            with (built from that model, never on its own).
+        train_only: Only timed in training (``with_cp`` variants).
+        note: Where the settings come from.
+    """
+    name: str
+    family: str
+    build: Callable[[], nn.Module]
+    shape: Tuple[int, ...]
+    views: int = 1
+    plain_of: Optional[str] = None
+    train_only: bool = False
+    note: str = ''
+    ours: bool = False
+    results: Dict = field(default_factory=dict)
+
+
+def _morph_video(arch: str, frames: int, **kwargs) -> Callable:
+    def build():
+        from morphmlp_mm import MorphMLP3D
+        return MorphMLP3D(arch, num_frames=frames, **kwargs)
+    return build
+
+
+def _morph_image(arch: str, **kwargs) -> Callable:
+    def build():
+        from morphmlp_mm import MorphMLP
+        return MorphMLP(arch, **kwargs)
+    return build
+
+
+def _registry(scope: str, **cfg) -> Callable:
+    def build():
+        import importlib
+        importlib.import_module(f'{scope}.models')
+        registry = importlib.import_module(f'{scope}.registry').MODELS
+        return registry.build(cfg)
+    return build
+
+
+def morph_specs(name: str, family: str, build_ours: Callable,
+                build_cp: Optional[Callable], shape: Tuple[int, ...],
+                views: int, note: str) -> List[Spec]:
+    """Our model, its plain twin and (optionally) its ``with_cp`` variant."""
+    specs = [
+        Spec(name, family, build_ours, shape, views, note=note, ours=True),
+        Spec(f'{name} plain', family, build_ours, shape, views,
+             plain_of=name, note='official algorithm, same weights'),
+    ]
+    if build_cp is not None:
+        specs.append(Spec(f'{name} cp', family, build_cp, shape, views,
+                          train_only=True, note='with_cp=True'))
+    return specs
+
+
+def preset_specs(quick: bool) -> Dict[str, List[Spec]]:
+    """The named presets, grouped; ``quick`` shrinks every input."""
+    size = 64 if quick else 224
+    f16, f32 = (4, 8) if quick else (16, 32)
+
+    def video(frames):
+        return (1, 3, frames, size, size)
+
+    image = (1, 3, size, size)
+    groups = {
+        'video': [
+            *morph_specs('MorphMLP3D-S16', 'video',
+                         _morph_video('small', f16),
+                         _morph_video('small', f16, with_cp=True),
+                         video(f16), 4, 'K400 16x4x1, 4 clips x 1 crop'),
+            *morph_specs('MorphMLP3D-S32', 'video',
+                         _morph_video('small', f32),
+                         _morph_video('small', f32, with_cp=True),
+                         video(f32), 4, 'K400 32x4x1, 4 clips x 1 crop'),
+            Spec('Swin3D-T', 'video',
+                 _registry('mmaction', type='SwinTransformer3D', arch='tiny',
+                           pretrained=None, pretrained2d=False),
+                 video(f32), 12,
+                 note='mmaction2 swin-tiny 32x2x1, 4 clips x 3 crops'),
+            Spec('MViTv2-S', 'video',
+                 _registry('mmaction', type='MViT', arch='small',
+                           temporal_size=f16, spatial_size=size),
+                 video(f16), 5,
+                 note='mmaction2 mvit-small 16x4x1, 5 clips x 1 crop'),
+            Spec('UniFormer-S', 'video',
+                 _registry('mmaction', type='UniFormer', depth=[3, 4, 8, 3],
+                           embed_dim=[64, 128, 320, 512], head_dim=64,
+                           img_size=size, pretrained2d=False),
+                 video(f16), 4,
+                 note='mmaction2 uniformer-small 16x4x1, 4 clips x 1 crop'),
+        ],
+        'image': [
+            *morph_specs('MorphMLP-T', 'image', _morph_image('tiny'),
+                         _morph_image('tiny', with_cp=True), image, 1,
+                         'ImageNet 224'),
+            *morph_specs('MorphMLP-S', 'image', _morph_image('small'), None,
+                         image, 1, 'ImageNet 224'),
+            Spec('Swin-T', 'image',
+                 _registry('mmpretrain', type='SwinTransformer', arch='tiny',
+                           img_size=size, pad_small_map=True),
+                 image, note='mmpretrain swin-tiny'),
+            Spec('ConvNeXt-T', 'image',
+                 _registry('mmpretrain', type='ConvNeXt', arch='tiny'),
+                 image, note='mmpretrain convnext-tiny'),
+        ],
+    }
+    groups['cp'] = [s for s in groups['video'][:3]]
+    return groups
+
+
+def config_specs(path: str, shape: Optional[Sequence[int]]) -> List[Spec]:
+    """The backbone of an OpenMMLab config (plus a plain twin if MorphMLP).
+
+    Uses the config helpers of ``tools/analysis/get_flops.py`` (task, input
+    shape, test views, building in the host registry).
+    """
+    from mmengine.config import Config
+    sys.path.insert(0, REPO_ROOT)
+    from tools.analysis import get_flops as gf
+    cfg = Config.fromfile(path)
+    task = gf.infer_task(cfg)
+    if task == 'seg':
+        raise ValueError(f'--config {path}: segmentation configs are not '
+                         'supported; benchmark the backbone with --arch')
+    full_shape = gf.resolve_shape(task, shape, cfg)
+    views = 1
+    if task == 'video':
+        views = gf.count_test_views(gf.find_test_pipeline(cfg),
+                                    gf.is_frame_recognizer(cfg))['views']
+
+    def build():
+        return gf.build_model(cfg, task).backbone
+
+    name = osp.splitext(osp.basename(path))[0]
+    family = 'video' if task == 'video' else 'image'
+    backbone_type = gf._type_name(cfg.model.get('backbone', {}))
+    if backbone_type.startswith('MorphMLP'):
+        return morph_specs(name, family, build, None, full_shape, views,
+                           'config backbone')
+    return [Spec(name, family, build, full_shape, views,
+                 note='config backbone')]
+
+
+def arch_specs(arch: str, frames: int, size: int) -> List[Spec]:
+    """A MorphMLP arch: video if ``frames`` > 0, else image."""
+    if frames > 0:
+        return morph_specs(f'MorphMLP3D-{arch}-{frames}f', 'video',
+                           _morph_video(arch, frames),
+                           _morph_video(arch, frames, with_cp=True),
+                           (1, 3, frames, size, size), 4, '--arch')
+    return morph_specs(f'MorphMLP-{arch}', 'image', _morph_image(arch),
+                       _morph_image(arch, with_cp=True),
+                       (1, 3, size, size), 1, '--arch')
+
+
+def select_specs(args) -> List[Spec]:
+    """The specs named on the command line, in order, without repeats."""
+    groups = preset_specs(args.quick)
+    by_name = {s.name.lower(): s for g in groups.values() for s in g}
+    specs: List[Spec] = []
+    for key in args.models or []:
+        key = key.lower()
+        if key == 'all':
+            chosen = groups['video'] + groups['image']
+        elif key in groups:
+            chosen = groups[key]
+        elif key in by_name:
+            chosen = [by_name[key]]
+            for twin in (f'{key} plain', f'{key} cp'):
+                if twin in by_name:
+                    chosen.append(by_name[twin])
+        else:
+            raise ValueError(
+                f'--models: unknown model {key!r}; choose groups '
+                f'{sorted(groups)} + ["all"] or names '
+                f'{sorted(s.name for g in groups.values() for s in g)}')
+        specs.extend(chosen)
+    if args.config:
+        specs.extend(config_specs(args.config, args.shape))
+    if args.arch:
+        specs.extend(arch_specs(args.arch, args.frames, args.size))
+    if not args.with_cp:
+        specs = [s for s in specs if not s.train_only]
+    if 'train' not in args.modes:
+        specs = [s for s in specs if not s.train_only]
+    seen, unique = set(), []
+    for s in specs:
+        if s.name not in seen:
+            seen.add(s.name)
+            unique.append(s)
+    if not unique:
+        raise ValueError('nothing to benchmark: pass --models, --config or '
+                         '--arch')
+    return unique
+
+
+class Built:
+    """A spec's model, input and optimizer, built once per run."""
+
+    def __init__(self, spec: Spec, owners: Dict[str, 'Built']) -> None:
+        self.spec = spec
+        torch.manual_seed(0)
+        if spec.plain_of is not None:
+            from morphmlp_mm.models.plain import build_plain
+            owner = owners.get(spec.plain_of)
+            base = owner.model if owner is not None else spec.build()
+            self.model = build_plain(base)
+        else:
+            self.model = spec.build()
+        self.x = torch.randn(spec.shape)
+        self.optimizer = None
+
+    def infer(self) -> None:
+        self.model.eval()
+        with torch.no_grad():
+            self.model(self.x)
+
+    def train_step(self, keep_state: bool = True) -> None:
+        """Forward, mean loss, backward, AdamW step.
+
+        With ``keep_state=False`` the gradients and the AdamW moments are
+        dropped after the step (and re-created, zero-filled, by the next
+        one), so that a run can hold many models in memory.
+        """
+        self.model.train()
+        if self.optimizer is None:
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            self.optimizer = torch.optim.AdamW(params, lr=1e-6)
+        self.optimizer.zero_grad(set_to_none=True)
+        outs = _tensors(self.model(self.x))
+        loss = sum(o.float().mean() for o in outs if o.requires_grad)
+        loss.backward()
+        self.optimizer.step()
+        if not keep_state:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer.state.clear()
+
+    def run(self, mode: str, keep_state: bool = True) -> None:
+        if mode == 'infer':
+            self.infer()
+        else:
+            self.train_step(keep_state)
+
+
+def _tensors(value) -> List[torch.Tensor]:
+    """Every tensor of a nested output (MViT returns lists of lists)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+# --------------------------------------------------------------------------
+# GEMM floor
+# --------------------------------------------------------------------------
+class Floor:
+    """The Linear / Conv layer calls of one forward, timed alone."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor) -> None:
+        calls = []
+        hooks = [
+            m.register_forward_pre_hook(
+                lambda mod, args: calls.append((mod, tuple(args[0].shape))))
+            for m in model.modules() if isinstance(m, LAYER_TYPES)
+        ]
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        # The first layer sees the network input, which needs no gradient.
+        self.calls = [(mod, shape, i > 0 or shape != tuple(x.shape))
+                      for i, (mod, shape) in enumerate(calls)]
+        # One random input (and output gradient) per distinct shape.
+        self.inputs = {shape: torch.randn(shape) for _, shape in calls}
+        self.grads: Dict[Tuple, torch.Tensor] = {}
+
+    def time(self, mode: str, clock: Callable[[], float]) -> float:
+        total = 0.
+        for mod, shape, needs_grad in self.calls:
+            mod.train(mode == 'train')
+            inp = self.inputs[shape]
+            if mode == 'infer':
+                with torch.no_grad():
+                    start = clock()
+                    mod(inp)
+                    total += clock() - start
+                continue
+            inp = inp.detach().requires_grad_(needs_grad)
+            key = (id(mod), shape)
+            if key not in self.grads:
+                with torch.no_grad():
+                    out_shape = tuple(mod(inp).shape)
+                self.grads[key] = self.inputs.setdefault(
+                    out_shape, torch.randn(out_shape))
+            start = clock()
+            out = mod(inp)
+            out.backward(self.grads[key])
+            total += clock() - start
+            mod.zero_grad(set_to_none=True)
+        return total
+
+
+def dense_matmul_seconds(clock: Callable[[], float], n: int = 2048) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    start = clock()
+    torch.mm(a, b)
+    return clock() - start
+
+
+# --------------------------------------------------------------------------
+# FLOPs
+# --------------------------------------------------------------------------
+def count_macs(spec: Spec, built: Built) -> Optional[float]:
+    """fvcore-style MACs of one call (MorphMLP: on its plain twin)."""
+    from mmengine.analysis import FlopAnalyzer
+    model = built.model
+    if spec.plain_of is None and _has_morph_blocks(model):
+        from morphmlp_mm.models.plain import build_plain
+        model = build_plain(model)
+    model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        logging.getLogger('mmengine').setLevel(logging.ERROR)
+        try:
+            analyzer = FlopAnalyzer(model, (built.x, ))
+            analyzer.unsupported_ops_warnings(False)
+            analyzer.uncalled_modules_warnings(False)
+            return float(analyzer.total())
+        except Exception as err:  # a tracer failure must not stop the run
+            print(f'  [flops] {spec.name}: {type(err).__name__}: {err}')
+            return None
+
+
+def _has_morph_blocks(model: nn.Module) -> bool:
+    from morphmlp_mm.models.blocks import MorphBlock
+    return any(isinstance(m, MorphBlock) for m in model.modules())
+
+
+# --------------------------------------------------------------------------
+# memory (fresh subprocess per measurement)
+# --------------------------------------------------------------------------
+def _proc_status_kb(key: str) -> int:
+    with open('/proc/self/status') as f:
+        match = re.search(rf'^{key}:\s+(\d+)\s+kB', f.read(), re.M)
+    return int(match.group(1)) if match else -1
+
+
+def child_memory(args) -> None:
+    """Run inside the subprocess: one warm-up, then the measured step."""
+    torch.set_num_threads(args.threads)
+    import mmaction.models  # noqa: F401  (host libraries in the baseline)
+    import mmpretrain.models  # noqa: F401
+    libs = _proc_status_kb('VmRSS')
+    spec = {s.name: s for s in select_specs(args)}[args.child[0]]
+    mode = args.child[1]
+    built = Built(spec, {})
+    built.run(mode)
+    gc.collect()
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except OSError:
+        pass
+    before = _proc_status_kb('VmRSS')
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')  # reset VmHWM to the current RSS
+        method = 'VmHWM after clear_refs'
+    except OSError:
+        method = 'VmHWM since start (clear_refs unavailable)'
+    built.run(mode)
+    peak = _proc_status_kb('VmHWM')
+    print(CHILD_MARK + json.dumps(dict(
+        peak_mb=peak / 1024, step_mb=(peak - before) / 1024,
+        model_mb=(peak - libs) / 1024, libs_mb=libs / 1024, method=method)))
+
+
+def measure_memory(spec: Spec, mode: str, argv: List[str],
+                   threads: int) -> Optional[Dict]:
+    """Peak memory of one step of ``spec`` in a fresh subprocess.
+
+    glibc's mmap threshold is set to 64 KiB there, so every freed tensor
+    goes back to the kernel and the peak RSS follows the live allocations
+    instead of the heap's high-water mark.
+    """
+    cmd = [sys.executable, osp.abspath(__file__), *argv, '--child',
+           spec.name, mode, '--threads', str(threads)]
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    for line in proc.stdout.splitlines():
+        if line.startswith(CHILD_MARK):
+            return json.loads(line[len(CHILD_MARK):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    print(f'  [memory] {spec.name} {mode} failed: {" | ".join(tail)}')
+    return None
+
+
+# --------------------------------------------------------------------------
+# the run
+# --------------------------------------------------------------------------
+def median(values: Sequence[float]) -> Optional[float]:
+    return statistics.median(values) if values else None
+
+
+def run_benchmark(args, specs: List[Spec]) -> Dict:
+    torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == 'cpu' else time.perf_counter
+    meta = dict(
+        date=datetime.datetime.now().isoformat(timespec='seconds'),
+        command='python ' + ' '.join(
+            [osp.relpath(osp.abspath(__file__), REPO_ROOT)] + args.argv),
+        torch=torch.__version__, threads=torch.get_num_threads(),
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        cpu=platform.processor() or platform.machine(),
+        cores=os.cpu_count(), loadavg_start=os.getloadavg(),
+        repeats=args.repeats, dtype='float32', clock=args.clock,
+        batch=specs[0].shape[0])
+    print(f"torch {meta['torch']}, {meta['threads']} threads, "
+          f"{meta['cores']} cores, {args.clock} clock, loadavg "
+          f"{tuple(round(v, 1) for v in meta['loadavg_start'])}")
+    if args.threads > 1 and meta['loadavg_start'][0] > (os.cpu_count() or 1):
+        print('WARNING: more runnable processes than cores: with several '
+              'threads every parallel region waits for a descheduled '
+              'thread, and times mostly count those waits. Use --threads 1 '
+              '(CPU-time clock).')
+    built: Dict[str, Built] = {}
+    for spec in specs:
+        print(f'building {spec.name} {tuple(spec.shape)}')
+        built[spec.name] = Built(spec, built)
+        spec.results.update(
+            params_m=sum(p.numel() for p in built[spec.name].model
+                         .parameters()) / 1e6,
+            input=list(spec.shape), views=spec.views, note=spec.note,
+            plain_of=spec.plain_of, family=spec.family, ours=spec.ours,
+            train_only=spec.train_only)
+
+    # One floor per model; a plain twin shares the floor of its owner, and
+    # our model's layer calls are recorded on the plain twin.
+    floors: Dict[str, Floor] = {}
+    if not args.no_floor:
+        for spec in specs:
+            if spec.train_only:
+                continue
+            owner = spec.plain_of or spec.name
+            if owner in floors:
+                continue
+            model = built[spec.name].model
+            if spec.plain_of is None and _has_morph_blocks(model):
+                from morphmlp_mm.models.plain import build_plain
+                model = build_plain(model)
+            floors[owner] = Floor(model, built[spec.name].x)
+            spec.results['layer_calls'] = len(floors[owner].calls)
+    if not args.no_flops:
+        for spec in specs:
+            if spec.plain_of is None and not spec.train_only:
+                macs = count_macs(spec, built[spec.name])
+                spec.results['gmacs'] = None if macs is None else macs / 1e9
+        for spec in specs:
+            owner = spec.plain_of or spec.name
+            ref = next((s for s in specs if s.name == owner), None)
+            if ref is not None and 'gmacs' in ref.results:
+                spec.results['gmacs'] = ref.results['gmacs']
+            elif spec.train_only:
+                base = spec.name[:-len(' cp')]
+                base_spec = next((s for s in specs if s.name == base), None)
+                if base_spec is not None:
+                    spec.results['gmacs'] = base_spec.results.get('gmacs')
+
+    dense = []
+    for mode in args.modes:
+        mode_specs = [s for s in specs if mode == 'train' or
+                      not s.train_only]
+        print(f'\n[{mode}] warm-up')
+        for spec in mode_specs:
+            built[spec.name].run(mode, keep_state=False)
+            if spec.name in floors:
+                floors[spec.name].time(mode, clock)
+        times = {s.name: [] for s in mode_specs}
+        floor_times = {name: [] for name in floors}
+        for r in range(args.repeats):
+            order = mode_specs[r % len(mode_specs):] + \
+                mode_specs[:r % len(mode_specs)]
+            for spec in order:
+                start = clock()
+                built[spec.name].run(mode, keep_state=False)
+                times[spec.name].append(clock() - start)
+                if spec.name in floors:
+                    floor_times[spec.name].append(
+                        floors[spec.name].time(mode, clock))
+            dense.append(dense_matmul_seconds(clock))
+            print(f'  round {r + 1}/{args.repeats}: ' + ', '.join(
+                f'{s.name} {times[s.name][-1]:.3f}s' for s in mode_specs) +
+                  f'  load {os.getloadavg()[0]:.1f}')
+        for spec in mode_specs:
+            owner = spec.plain_of or spec.name
+            res = spec.results
+            res[f'{mode}_s'] = median(times[spec.name])
+            res[f'{mode}_runs'] = times[spec.name]
+            if owner in floor_times and floor_times[owner]:
+                res[f'{mode}_floor_s'] = median(floor_times[owner])
+                res[f'{mode}_floor_runs'] = floor_times[owner]
+                res[f'{mode}_x_floor'] = res[f'{mode}_s'] / \
+                    res[f'{mode}_floor_s']
+    dense_s = median(dense)
+    meta['dense_gflops'] = 2 * 2048**3 / dense_s / 1e9 if dense_s else None
+    meta['dense_runs_s'] = dense
+
+    if args.memory:
+        print('\n[memory] one subprocess per measurement')
+        for mode in args.modes:
+            for spec in specs:
+                if mode == 'infer' and spec.train_only:
+                    continue
+                mem = measure_memory(spec, mode, args.child_argv,
+                                     args.threads)
+                if mem is not None:
+                    for key in ('peak_mb', 'step_mb', 'model_mb'):
+                        spec.results[f'{mode}_{key}'] = mem[key]
+                    meta['memory_method'] = mem['method']
+                    meta['memory_libs_mb'] = mem['libs_mb']
+    meta['loadavg_end'] = os.getloadavg()
+    for spec in specs:
+        res = spec.results
+        if res.get('gmacs') and res.get('infer_s'):
+            res['infer_gflops'] = 2 * res['gmacs'] / res['infer_s']
+            if meta['dense_gflops']:
+                res['infer_dense_frac'] = res['infer_gflops'] / \
+                    meta['dense_gflops']
+        if res.get('infer_s'):
+            res['video_s'] = res['infer_s'] * spec.views
+    return dict(meta=meta, models={s.name: s.results for s in specs},
+                ratios=compute_ratios(specs, args.reference))
+
+
+def compute_ratios(specs: List[Spec],
+                   references: Dict[str, List[str]]) -> Dict:
+    """Ours vs plain twin, ours vs the floor, ``with_cp`` cost, peers."""
+    by_name = {s.name: s.results for s in specs}
+    ratios: Dict[str, Dict] = {'ours_vs_plain': {}, 'with_cp': {},
+                               'peers': {}}
+    for spec in specs:
+        if spec.plain_of and spec.plain_of in by_name:
+            ours, plain = by_name[spec.plain_of], spec.results
+            entry = {}
+            for mode in MODES:
+                if ours.get(f'{mode}_s') and plain.get(f'{mode}_s'):
+                    entry[f'{mode}_speedup'] = plain[f'{mode}_s'] / \
+                        ours[f'{mode}_s']
+                    entry[f'{mode}_ours_x_floor'] = ours.get(
+                        f'{mode}_x_floor')
+                    entry[f'{mode}_plain_x_floor'] = plain.get(
+                        f'{mode}_x_floor')
+            ratios['ours_vs_plain'][spec.plain_of] = entry
+        if spec.train_only and spec.name.endswith(' cp'):
+            base = by_name.get(spec.name[:-len(' cp')])
+            res = spec.results
+            if base and base.get('train_s') and res.get('train_s'):
+                entry = dict(step_time_increase=res['train_s'] /
+                             base['train_s'] - 1)
+                for key in ('train_peak_mb', 'train_model_mb',
+                            'train_step_mb'):
+                    if base.get(key) and res.get(key):
+                        entry[f'{key[6:]}_reduction'] = 1 - res[key] / \
+                            base[key]
+                ratios['with_cp'][spec.name[:-len(' cp')]] = entry
+    for family, ref_name in [(f, n) for f, names in references.items()
+                             for n in names if n in by_name]:
+        ref = by_name[ref_name]
+        for spec in specs:
+            res = spec.results
+            if spec.family != family or spec.ours or spec.plain_of or \
+                    spec.train_only:
+                continue
+            entry = {}
+            for key in ('infer_s', 'train_s', 'video_s'):
+                if ref.get(key) and res.get(key):
+                    entry[key.replace('_s', '') + '_speedup'] = \
+                        res[key] / ref[key]
+            ratios['peers'][f'{spec.name} / {ref_name}'] = entry
+    return ratios
+
+
+# --------------------------------------------------------------------------
+# output
+# --------------------------------------------------------------------------
+def _fmt(value, digits=2, suffix=''):
+    if value is None:
+        return '-'
+    return f'{value:.{digits}f}{suffix}'
+
+
+def table_rows(result: Dict) -> Tuple[List[str], List[List[str]]]:
+    header = ['model', 'input', 'GMACs', 'infer s', 'clips/s', 'x floor',
+              '% dense', 'train s', 'x floor', 'mem MB (inf/train)',
+              'views', 's/video']
+    rows = []
+    for name, res in result['models'].items():
+        shape = res['input']
+        inp = 'x'.join(str(v) for v in shape[2:])
+        mem = '/'.join(_fmt(res.get(k), 0) for k in
+                       ('infer_model_mb', 'train_model_mb'))
+        rows.append([
+            name, inp, _fmt(res.get('gmacs'), 1), _fmt(res.get('infer_s'), 3),
+            _fmt(1 / res['infer_s'] if res.get('infer_s') else None, 2),
+            _fmt(res.get('infer_x_floor'), 2),
+            _fmt(100 * res['infer_dense_frac']
+                 if res.get('infer_dense_frac') else None, 0),
+            _fmt(res.get('train_s'), 3), _fmt(res.get('train_x_floor'), 2),
+            mem, str(res.get('views', 1)), _fmt(res.get('video_s'), 2)])
+    return header, rows
+
+
+def ratio_lines(result: Dict) -> List[str]:
+    lines = []
+    r = result['ratios']
+    for name, e in r['ours_vs_plain'].items():
+        parts = []
+        for mode in MODES:
+            if f'{mode}_speedup' in e:
+                parts.append(
+                    f"{mode} {e[f'{mode}_speedup']:.2f}x the plain "
+                    f"algorithm's throughput (ours "
+                    f"{_fmt(e[f'{mode}_ours_x_floor'])} x floor, plain "
+                    f"{_fmt(e[f'{mode}_plain_x_floor'])} x floor)")
+        lines.append(f'{name}: ' + '; '.join(parts))
+    for name, e in r['with_cp'].items():
+        parts = [f"step time {100 * e['step_time_increase']:+.0f}%"]
+        if 'model_mb_reduction' in e:
+            parts.append(f"training memory (peak RSS above the imported "
+                         f"libraries) {-100 * e['model_mb_reduction']:+.0f}%")
+        if 'peak_mb_reduction' in e:
+            parts.append(f"process peak RSS "
+                         f"{-100 * e['peak_mb_reduction']:+.0f}%")
+        if 'step_mb_reduction' in e:
+            parts.append(f"step memory (above weights, gradients and "
+                         f"optimizer state) "
+                         f"{-100 * e['step_mb_reduction']:+.0f}%")
+        lines.append(f'{name} with_cp: ' + ', '.join(parts))
+    for name, e in r['peers'].items():
+        parts = []
+        for key, label in (('infer_speedup', 'per clip'),
+                           ('train_speedup', 'per training step'),
+                           ('video_speedup', 'per video at the test views')):
+            if key in e:
+                parts.append(f'{label} {e[key]:.2f}')
+        lines.append(f'time {name}: ' + ', '.join(parts) +
+                     ' (> 1: ours is faster)')
+    return lines
+
+
+def format_text(result: Dict) -> str:
+    header, rows = table_rows(result)
+    widths = [max(len(h), *(len(r[i]) for r in rows))
+              for i, h in enumerate(header)]
+    out = ['  '.join(h.rjust(w) for h, w in zip(header, widths))]
+    out.append('  '.join('-' * w for w in widths))
+    out += ['  '.join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    meta = result['meta']
+    out.append('')
+    load = [tuple(round(v, 1) for v in meta[k])
+            for k in ('loadavg_start', 'loadavg_end')]
+    out.append(f"dense 2048^3 fp32 matmul: {_fmt(meta['dense_gflops'], 1)} "
+               f'GFLOP/s; loadavg {load[0]} -> {load[1]}')
+    out += ratio_lines(result)
+    return '\n'.join(out)
+
+
+def format_markdown(result: Dict) -> str:
+    header, rows = table_rows(result)
+    meta = result['meta']
+    lines = [
+        '# Speed, FLOPs and memory',
+        '',
+        'Produced by `tools/analysis/benchmark.py` (CPU, fp32, batch '
+        f"{meta['batch']}, {meta['threads']} threads, torch {meta['torch']},"
+        f" {meta['date']}):",
+        '',
+        '```bash',
+        meta['command'],
+        '```',
+        '',
+        '| ' + ' | '.join(header) + ' |',
+        '|' + '|'.join('---' if i == 0 else '---:'
+                       for i in range(len(header))) + '|',
+    ]
+    lines += ['| ' + ' | '.join(r) + ' |' for r in rows]
+    lines += [
+        '',
+        f"Dense 2048^3 fp32 matmul in the same run: "
+        f"{_fmt(meta['dense_gflops'], 1)} GFLOP/s. Load average "
+        f"{tuple(round(v, 1) for v in meta['loadavg_start'])} at the start, "
+        f"{tuple(round(v, 1) for v in meta['loadavg_end'])} at the end "
+        f"(the machine is shared; times are medians of {meta['repeats']} "
+        'interleaved rounds, prefer the ratios).',
+        '',
+    ]
+    lines += [f'- {line}' for line in ratio_lines(result)]
+    lines += [
+        '',
+        'Columns: `GMACs` per view (fvcore convention; MorphMLP counted on '
+        'its plain twin); `infer s` one clip (image), eval mode, no grad; '
+        '`x floor` the time over the GEMM floor (the model\'s own Linear and '
+        'Conv layers run alone at their exact shapes, same run); `% dense` '
+        'achieved 2 x MACs / s over the dense matmul rate; `train s` one '
+        'step (forward, mean loss, backward, AdamW; the timed runs drop '
+        'gradients and AdamW state after each step so that all models fit '
+        'in memory); `mem MB` peak RSS of '
+        'one call / step above the imported libraries, in a fresh process '
+        'after a warm-up step (weights, gradients, optimizer state and '
+        'activations); `s/video` '
+        'infer s x test views. `plain`: the official MorphFC algorithm '
+        '(`morphmlp_mm.models.plain`) on the same weights; `cp`: '
+        '`with_cp=True`.',
+    ]
+    return '\n'.join(lines) + '\n'
+
+
+def save_png(result: Dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    models = result['models']
+    names = [n for n, r in models.items() if r.get('infer_s')]
+    fig, axes = plt.subplots(1, 3, figsize=(18, 0.45 * len(names) + 2))
+    panels = [
+        ('clips (images) / s, inference (log)', 'infer_s', True),
+        ('inference time / GEMM floor', 'infer_x_floor', False),
+        ('seconds per video at the test views (log)', 'video_s', False),
+    ]
+    for ax, (title, key, invert) in zip(axes, panels):
+        values = []
+        for n in names:
+            v = models[n].get(key)
+            values.append((1 / v if invert else v) if v else 0)
+        colors = ['tab:blue' if not models[n].get('plain_of') else 'tab:gray'
+                  for n in names]
+        ax.barh(names, values, color=colors)
+        ax.invert_yaxis()
+        ax.set_title(title)
+        for i, v in enumerate(values):
+            if v:
+                ax.text(v, i, f' {v:.2f}', va='center', fontsize=8)
+        if key == 'infer_x_floor':
+            ax.axvline(1.0, color='k', lw=0.8)
+            ax.axvline(1.15, color='tab:red', lw=0.8, ls='--')
+        else:
+            ax.set_xscale('log')
+    meta = result['meta']
+    fig.suptitle(f"CPU fp32, batch {meta['batch']}, {meta['threads']} "
+                 f"threads, torch {meta['torch']} (gray: plain twin)")
+    fig.tight_layout()
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description='Throughput, GEMM-floor ratio and memory of backbones.')
+    parser.add_argument(
+        '--models', nargs='*', default=None,
+        help='presets or groups: video, image, cp, all, or names such as '
+        '"MorphMLP3D-S32" (case-insensitive; the plain twin comes along)')
+    parser.add_argument('--config', help='an OpenMMLab config: its backbone')
+    parser.add_argument('--shape', nargs='+', type=int,
+                        help='input shape for --config (as get_flops.py)')
+    parser.add_argument('--arch', help='a MorphMLP arch (tiny/small/base/'
+                        'large or t/s/b/l)')
+    parser.add_argument('--frames', type=int, default=16,
+                        help='frames for --arch; 0 builds the image model')
+    parser.add_argument('--size', type=int, default=224,
+                        help='input side for --arch')
+    parser.add_argument('--modes', nargs='+', default=['infer'],
+                        choices=MODES)
+    parser.add_argument('--with-cp', action='store_true',
+                        help='add with_cp variants (training only)')
+    parser.add_argument('--memory', action='store_true',
+                        help='peak memory, one subprocess per measurement')
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--threads', type=int,
+                        default=torch.get_num_threads())
+    parser.add_argument(
+        '--clock', choices=('auto', 'wall', 'cpu'), default='auto',
+        help='cpu: process CPU time, immune to waiting for a loaded CPU '
+        '(only meaningful with --threads 1); auto: cpu for one thread, '
+        'wall otherwise')
+    parser.add_argument('--no-floor', action='store_true')
+    parser.add_argument('--no-flops', action='store_true')
+    parser.add_argument('--quick', action='store_true',
+                        help='tiny inputs, for a smoke run')
+    parser.add_argument('--reference', nargs=2, action='append',
+                        metavar=('FAMILY', 'MODEL'),
+                        help='a model peers are compared with, per family; '
+                        'repeat for several (default: video MorphMLP3D-S32 '
+                        'and -S16, image MorphMLP-T and -S)')
+    parser.add_argument('--from-json', help='re-print and re-write the '
+                        'outputs of a saved run (no measurement)')
+    parser.add_argument('--json', help='write all results here')
+    parser.add_argument('--png', help='write a chart here')
+    parser.add_argument('--md', help='write a markdown table here')
+    parser.add_argument('--child', nargs=2, help=argparse.SUPPRESS)
+    return parser
+
+
+def specs_from_json(result: Dict) -> List[Spec]:
+    """Specs carrying the saved results of a run (for ``--from-json``)."""
+    names = set(result['models'])
+    specs = []
+    for name, res in result['models'].items():
+        spec = Spec(name, res['family'], build=None,
+                    shape=tuple(res['input']), views=res.get('views', 1),
+                    plain_of=res.get('plain_of'),
+                    train_only=res.get('train_only', name.endswith(' cp')),
+                    ours=res.get('ours', f'{name} plain' in names))
+        spec.results = res
+        specs.append(spec)
+    return specs
+
+
+def write_outputs(result: Dict, args) -> None:
+    print()
+    print(format_text(result))
+    if args.json:
+        os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
+        with open(args.json, 'w') as f:
+            json.dump(result, f, indent=1)
+        print(f'\nwrote {args.json}')
+    if args.png:
+        save_png(result, args.png)
+        print(f'wrote {args.png}')
+    if args.md:
+        os.makedirs(osp.dirname(osp.abspath(args.md)), exist_ok=True)
+        with open(args.md, 'w') as f:
+            f.write(format_markdown(result))
+        print(f'wrote {args.md}')
+
+
+def main(argv: Optional[List[str]] = None) -> Dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    import_plugin()
+    if args.repeats < 1:
+        raise ValueError(f'--repeats must be >= 1, got {args.repeats}')
+    if args.threads < 1:
+        raise ValueError(f'--threads must be >= 1, got {args.threads}')
+    if args.clock == 'auto':
+        args.clock = 'cpu' if args.threads == 1 else 'wall'
+    if args.child:
+        child_memory(args)
+        return {}
+    args.argv = argv
+    # what a memory subprocess needs to rebuild the same specs
+    keep = []
+    skip_next = 0
+    for i, token in enumerate(argv):
+        if skip_next:
+            skip_next -= 1
+            continue
+        if token in ('--json', '--png', '--md', '--repeats', '--threads'):
+            skip_next = 1
+            continue
+        if token == '--memory':
+            continue
+        keep.append(token)
+    args.child_argv = keep
+    references = {'video': ['MorphMLP3D-S32', 'MorphMLP3D-S16'],
+                  'image': ['MorphMLP-T', 'MorphMLP-S']}
+    if args.reference:
+        references = {}
+        for family, model in args.reference:
+            references.setdefault(family, []).append(model)
+    args.reference = references
+    if args.from_json:
+        with open(args.from_json) as f:
+            result = json.load(f)
+        result['ratios'] = compute_ratios(specs_from_json(result),
+                                          args.reference)
+        write_outputs(result, args)
+        return result
+    if not args.models and not args.config and not args.arch:
+        raise ValueError('pass --models, --config or --arch')
+    specs = select_specs(args)
+    result = run_benchmark(args, specs)
+    write_outputs(result, args)
+    return result
+
+
+if __name__ == '__main__':
+    main()
