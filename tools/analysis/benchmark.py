@@ -788,12 +788,16 @@ def format_text(result: Dict) -> str:
 def format_markdown(result: Dict) -> str:
     header, rows = table_rows(result)
     meta = result['meta']
+    threads = f"{meta['threads']} thread" + ('s' if meta['threads'] > 1
+                                             else '')
+    clock = ('process CPU time' if meta.get('clock') == 'cpu' else
+             'wall-clock time')
     lines = [
         '# Speed, FLOPs and memory',
         '',
         'Produced by `tools/analysis/benchmark.py` (CPU, fp32, batch '
-        f"{meta['batch']}, {meta['threads']} threads, torch {meta['torch']},"
-        f" {meta['date']}):",
+        f"{meta['batch']}, {threads}, {clock}, torch {meta['torch']}, "
+        f"{meta['date']}):",
         '',
         '```bash',
         meta['command'],
@@ -811,7 +815,10 @@ def format_markdown(result: Dict) -> str:
         f"{tuple(round(v, 1) for v in meta['loadavg_start'])} at the start, "
         f"{tuple(round(v, 1) for v in meta['loadavg_end'])} at the end "
         f"(the machine is shared; times are medians of {meta['repeats']} "
-        'interleaved rounds, prefer the ratios).',
+        'interleaved rounds, prefer the ratios). With more runnable '
+        'processes than cores, a multi-threaded run mostly measures '
+        'threads waiting for a descheduled sibling, so shared machines are '
+        'measured with one thread and its CPU time.',
         '',
     ]
     lines += [f'- {line}' for line in ratio_lines(result)]
@@ -867,7 +874,8 @@ def save_png(result: Dict, path: str) -> None:
             ax.set_xscale('log')
     meta = result['meta']
     fig.suptitle(f"CPU fp32, batch {meta['batch']}, {meta['threads']} "
-                 f"threads, torch {meta['torch']} (gray: plain twin)")
+                 f"thread(s), {meta.get('clock', 'wall')} clock, torch "
+                 f"{meta['torch']} (gray: plain twin)")
     fig.tight_layout()
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
