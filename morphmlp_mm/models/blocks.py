@@ -17,7 +17,8 @@ from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 
-from .morph_fc import Mlp, MorphFCSpatial, MorphFCTemporal
+from .morph_fc import (Mlp, MorphFCSpatial, MorphFCTemporal, _onednn_ok,
+                       fused_linear)
 
 
 class MorphBlock(BaseModule):
@@ -141,7 +142,10 @@ class MorphBlock(BaseModule):
                     z = self.fc.mix(ns[b:b + 1, f0:f0 + frames],
                                     weights[b:b + 1])
                     y = _residual_linear(x[idx], z, self.fc.proj)
-                    torch.add(y, self.mlp(self.norm2(y)), out=out[idx])
+                    h = fused_linear(self.norm2(y), self.mlp.fc1.weight,
+                                     self.mlp.fc1.bias, gelu=True)
+                    out[idx] = fused_linear(h, self.mlp.fc2.weight,
+                                            self.mlp.fc2.bias, residual=y)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -156,10 +160,15 @@ def _residual_linear(residual: torch.Tensor, x: torch.Tensor,
                      linear: nn.Linear) -> torch.Tensor:
     """``residual + linear(x)`` as one GEMM accumulating onto the residual.
 
-    No autograd: the in-place ``addmm_`` replaces the bias copy of the GEMM
+    No autograd: oneDNN's matmul with a residual epilogue
+    (:func:`~morphmlp_mm.models.morph_fc.fused_linear`) where available,
+    else the in-place ``addmm_``, which replaces the bias copy of the GEMM
     and the separate residual add. Under autocast (or mixed dtypes) it is
     the plain ``residual + linear(x)``, which autocast knows how to cast.
     """
+    if _onednn_ok(x) and residual.dtype == linear.weight.dtype:
+        return fused_linear(x, linear.weight, linear.bias,
+                            residual=residual.contiguous())
     if torch.is_autocast_enabled(x.device.type) or not (
             residual.dtype == x.dtype == linear.weight.dtype):
         return residual + linear(x)
@@ -186,20 +195,26 @@ class Stem(BaseModule):
         video (bool): Build 3-D convolutions. Defaults to False.
         norm_cfg (dict): Norm of the stem, e.g. ``dict(type='BN')`` for
             images, ``dict(type='BN3d')`` for video, ``SyncBN`` for both.
+        temporal_kernel (int): Temporal taps of the video ``proj1`` (odd;
+            3 is the official stem, 1 looks at one frame at a time and
+            keeps the temporal stride 2). Defaults to 3.
     """
 
     def __init__(self,
                  in_channels: int,
                  channels: int,
                  video: bool = False,
-                 norm_cfg: Optional[dict] = None) -> None:
+                 norm_cfg: Optional[dict] = None,
+                 temporal_kernel: int = 3) -> None:
         super().__init__()
         self.video = video
         if norm_cfg is None:
             norm_cfg = dict(type='BN3d' if video else 'BN')
         hidden = channels // 2
         if video:
-            self.proj1 = nn.Conv3d(in_channels, hidden, 3, 2, 1)
+            k = temporal_kernel
+            self.proj1 = nn.Conv3d(in_channels, hidden, (k, 3, 3), 2,
+                                   (k // 2, 1, 1))
             self.proj2 = nn.Conv3d(hidden, channels, (1, 3, 3), (1, 2, 2),
                                    (0, 1, 1))
         else:

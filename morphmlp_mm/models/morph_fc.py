@@ -153,6 +153,69 @@ class Mlp(BaseModule):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
+def _onednn_ok(x: torch.Tensor) -> bool:
+    """Whether :func:`fused_linear` may use oneDNN's fused matmul for ``x``.
+
+    Only without autograd (the fused ops have no derivative), in fp32 on the
+    CPU, outside autocast and tracing (FLOP counters and TorchScript see the
+    plain ``nn.Linear`` calls), and when oneDNN is built in and enabled.
+    """
+    return (_HAS_ONEDNN_LINEAR and not torch.is_grad_enabled()
+            and x.device.type == 'cpu' and x.dtype == torch.float32
+            and torch.backends.mkldnn.enabled
+            and not torch.is_autocast_enabled('cpu')
+            and not torch.jit.is_tracing() and not torch.jit.is_scripting())
+
+
+_HAS_ONEDNN_LINEAR = (torch.backends.mkldnn.is_available() and hasattr(
+    torch.ops.mkldnn, '_linear_pointwise'))
+
+
+def fused_linear(x: torch.Tensor,
+                 weight: torch.Tensor,
+                 bias: Optional[torch.Tensor],
+                 gelu: bool = False,
+                 residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``[residual +] [GELU](x @ weight.T + bias)`` over the last dim.
+
+    Without autograd on the CPU (fp32) this is one oneDNN matmul whose
+    epilogue adds the bias and applies GELU (exact erf form) or adds the
+    residual, the fusion that inductor (``torch.compile``) does for CPU
+    linears: the bias, activation and residual then cost no separate pass
+    over memory. Elsewhere (autograd, autocast, other devices or dtypes,
+    tracing) it is the same expression in plain ops. GELU and the residual
+    are not combined.
+
+    Args:
+        x (Tensor): (..., K).
+        weight (Tensor): (N, K).
+        bias (Tensor, optional): (N, ).
+        gelu (bool): Apply GELU to the product. Defaults to False.
+        residual (Tensor, optional): (..., N), added to the product.
+
+    Returns:
+        Tensor: (..., N), contiguous.
+    """
+    if gelu and residual is not None:
+        raise ValueError('fused_linear: gelu and residual cannot be combined')
+    if not _onednn_ok(x):
+        y = F.linear(x, weight, bias)
+        if gelu:
+            return F.gelu(y)
+        return y if residual is None else residual + y
+    shape = x.shape[:-1] + (weight.shape[0], )
+    x2 = x.reshape(-1, x.shape[-1])
+    if residual is not None:
+        y = torch.ops.mkldnn._linear_pointwise.binary(
+            x2, residual.reshape(shape).reshape(-1, shape[-1]), weight,
+            bias, 'add')
+    else:
+        y = torch.ops.mkldnn._linear_pointwise(
+            x2, weight, bias, 'gelu' if gelu else 'none', [],
+            'none' if gelu else '')
+    return y.view(shape)
+
+
 def _window_extent(window: Tuple[int, int],
                    transpose: bool) -> Tuple[int, int]:
     """(rows, cols) a window covers on the untransposed (H, W) map."""
@@ -371,8 +434,8 @@ class MorphFCSpatial(BaseModule):
             bias = self.mlp_c.bias
             bias = bias * a if bias is not None else None
             if B == 1:
-                z = F.linear(x.reshape(tokens, C), weight[0],
-                             None if bias is None else bias[0])
+                z = fused_linear(x.reshape(tokens, C), weight[0],
+                                 None if bias is None else bias[0])
             else:
                 z = torch.matmul(x.reshape(B, tokens, C),
                                  weight.transpose(1, 2))
@@ -386,7 +449,8 @@ class MorphFCSpatial(BaseModule):
         z = z.view(B, F_, H, W, C)
         for k, (linear, transpose) in enumerate(self.window_branches()):
             y = _from_windows(
-                linear(_to_windows(x, self.window, transpose)), x.shape,
+                fused_linear(_to_windows(x, self.window, transpose),
+                             linear.weight, linear.bias), x.shape,
                 self.window, transpose)
             a = weights[:, k]
             if y.shape[2] * y.shape[3] == H and y.shape[4] * y.shape[5] == W:
@@ -446,7 +510,8 @@ class MorphFCTemporal(BaseModule):
         B, T, H, W, C = x.shape
         G, S = self.groups, C // self.groups
         t = x.reshape(B, T, H, W, G, S).permute(0, 2, 3, 4, 1, 5)
-        t = self.mlp_t(t.reshape(B, H, W, G, T * S))
+        t = fused_linear(t.reshape(B, H, W, G, T * S), self.mlp_t.weight,
+                         self.mlp_t.bias)
         t = t.reshape(B, H, W, G, T, S).permute(0, 4, 1, 2, 3, 5)
         return t.reshape(B, T, H, W, C)
 
@@ -455,5 +520,5 @@ class MorphFCTemporal(BaseModule):
 
 
 __all__: Sequence[str] = ('Mlp', 'MorphFCSpatial', 'MorphFCTemporal',
-                          'chunk_mix', 'default_chunk_window',
+                          'chunk_mix', 'default_chunk_window', 'fused_linear',
                           'temporal_groups', 'REFERENCE_STAGE_SIZES')

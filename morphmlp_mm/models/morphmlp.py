@@ -139,7 +139,7 @@ class MorphMLP(BaseModule):
         dpr = torch.linspace(
             0, drop_path_rate, sum(depths), device='cpu').tolist()
         self.patch_embed1 = Stem(in_channels, channels[0], self.video,
-                                 norm_cfg)
+                                 norm_cfg, **self._stem_kwargs())
         frames = self._stage_frames()
         start = 0
         for i in range(self.num_stages):
@@ -251,6 +251,10 @@ class MorphMLP(BaseModule):
                     f'{out_indices!r}')
             parsed.append(index % self.num_stages)
         return tuple(sorted(set(parsed)))
+
+    def _stem_kwargs(self) -> dict:
+        """Extra arguments of :class:`Stem` (none for images)."""
+        return {}
 
     def _stage_frames(self) -> Optional[int]:
         """Frames of the temporal branch; None builds no MorphFC_t."""

@@ -23,8 +23,15 @@ class MorphMLP3D(MorphMLP):
             T' = ceil(T / 2); MorphFC_t is built for T' frames, so every clip
             must have exactly ``num_frames`` frames. Defaults to 16.
         temporal (bool): Build the MorphFC_t branch. False leaves only the
-            stem's 3-tap temporal convolution to see time (an ablation).
+            stem's temporal convolution to see time (an ablation).
             Defaults to True.
+        stem_temporal_kernel (int): Temporal taps of the stem's first
+            convolution: 3 (the official stem) or any odd number; 1 makes
+            the stem look at one frame at a time. With ``temporal=False``
+            and ``stem_temporal_kernel=1`` nothing in the backbone mixes
+            frames: its output is the same for any order of the frames the
+            stem samples (every second one), the control of an experiment
+            that needs temporal order. Defaults to 3.
         temporal_init (str): Initialisation of MorphFC_t.
             ``'official'``: ``mlp_t`` = 0 and ``proj.weight`` = 1, so the
             branch starts as an identity skip (the official code). Its
@@ -59,6 +66,7 @@ class MorphMLP3D(MorphMLP):
                  arch: ArchType = 'small',
                  num_frames: int = 16,
                  temporal: bool = True,
+                 stem_temporal_kernel: int = 3,
                  temporal_init: str = 'official',
                  out_indices: Union[int, Sequence[int]] = -1,
                  out_type: str = 'featmap',
@@ -73,11 +81,19 @@ class MorphMLP3D(MorphMLP):
                 num_frames, bool) or num_frames < 1:
             raise ValueError(
                 f'num_frames must be a positive int, got {num_frames!r}')
+        if (not isinstance(stem_temporal_kernel, int)
+                or isinstance(stem_temporal_kernel, bool)
+                or stem_temporal_kernel < 1 or stem_temporal_kernel % 2 == 0):
+            raise ValueError(
+                'stem_temporal_kernel must be a positive odd int (3: the '
+                'official stem, 1: one frame at a time), got '
+                f'{stem_temporal_kernel!r}')
         if temporal_init not in ('official', 'learnable'):
             raise ValueError(f"temporal_init must be 'official' or "
                              f"'learnable', got {temporal_init!r}")
         self.num_frames = num_frames
         self.temporal = bool(temporal)
+        self.stem_temporal_kernel = stem_temporal_kernel
         self.temporal_init = temporal_init
         super().__init__(
             arch=arch,
@@ -100,6 +116,9 @@ class MorphMLP3D(MorphMLP):
             for m in self.modules():
                 if isinstance(m, MorphFCTemporal):
                     trunc_normal_init(m.proj, std=.02, bias=0.)
+
+    def _stem_kwargs(self) -> dict:
+        return dict(temporal_kernel=self.stem_temporal_kernel)
 
     @property
     def stem_frames(self) -> int:

@@ -174,6 +174,28 @@ def test_video_without_temporal_branch_is_per_frame():
     assert not torch.allclose(out_x[:, :, 3], out_y[:, :, 3])
 
 
+def test_video_order_blind_control():
+    """temporal=False + stem_temporal_kernel=1: no frame mixing at all.
+
+    Permuting the frames the stem samples (every second one) permutes the
+    output frames the same way, so a clip-level (time-pooled) feature cannot
+    tell a clip from its reverse; the official 3-tap stem can.
+    """
+    torch.manual_seed(0)
+    blind = MorphMLP3D(TINY, num_frames=8, temporal=False,
+                       stem_temporal_kernel=1).eval()
+    assert blind.patch_embed1.proj1.kernel_size == (1, 3, 3)
+    x = torch.rand(1, 3, 8, 32, 32)
+    rev = x[:, :, [6, 1, 4, 3, 2, 5, 0, 7]]  # sampled slots: 6, 4, 2, 0
+    out, out_rev = blind(x), blind(rev)
+    torch.testing.assert_close(out_rev, out.flip(2), rtol=0, atol=1e-6)
+    seeing = MorphMLP3D(TINY, num_frames=8, temporal=False).eval()
+    assert not torch.allclose(seeing(rev).mean(2), seeing(x).mean(2),
+                              atol=1e-4)
+    with pytest.raises(ValueError, match='stem_temporal_kernel .* got 2'):
+        MorphMLP3D(TINY, num_frames=8, stem_temporal_kernel=2)
+
+
 @pytest.mark.parametrize('x,pattern', [
     (torch.rand(1, 3, 32, 32), r'\(B, 3, H, W\), got \(1, 3, 32, 32\)'),
     (torch.rand(1, 4, 16, 16, 16), 'in_channels=3'),

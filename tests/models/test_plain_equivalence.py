@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 
 from morphmlp_mm import MorphMLP, MorphMLP3D
-from morphmlp_mm.models import MorphFCSpatial, MorphFCTemporal, chunk_mix
+from morphmlp_mm.models import (MorphFCSpatial, MorphFCTemporal, chunk_mix,
+                                morph_fc)
 from morphmlp_mm.models.blocks import MorphBlock
 from morphmlp_mm.models.plain import (PlainMorphFCSpatial,
                                       PlainMorphFCTemporal, build_plain,
@@ -153,9 +154,14 @@ def video_model(**kwargs):
     (video_model, (1, 3, 8, 45, 70)),
 ])
 @pytest.mark.parametrize('stream_tokens', [4096, 24])
-def test_inference_equals_plain(build, shape, stream_tokens, monkeypatch):
-    """The streamed no-grad path, in one chunk and in many small ones."""
+@pytest.mark.parametrize('onednn', [True, False])
+def test_inference_equals_plain(build, shape, stream_tokens, onednn,
+                                monkeypatch):
+    """The streamed no-grad path, in one chunk and in many small ones,
+    with oneDNN's fused linears and with the plain-op fallback."""
     monkeypatch.setattr(MorphBlock, 'stream_tokens', stream_tokens)
+    if not onednn:
+        monkeypatch.setattr(morph_fc, '_HAS_ONEDNN_LINEAR', False)
     model = build().eval()
     plain = build_plain(model)
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(3))
@@ -213,3 +219,34 @@ def test_streaming_only_without_graph_or_randomness():
     block.train()
     with torch.no_grad():
         assert not block._can_stream(x)  # drop path draws per sample
+
+
+@pytest.mark.parametrize('kind', ['plain', 'gelu', 'residual'])
+def test_fused_linear_matches_plain_ops(kind, monkeypatch):
+    """oneDNN's fused matmul (no grad, fp32 CPU) equals the plain ops; with
+    autograd the plain ops run and gradients flow."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 37, 24, generator=gen)
+    w, b = torch.randn(40, 24, generator=gen), torch.randn(40, generator=gen)
+    res = torch.randn(2, 37, 40, generator=gen)
+    kwargs = dict(gelu=kind == 'gelu',
+                  residual=res if kind == 'residual' else None)
+    ref = nn.functional.linear(x, w, b)
+    ref = nn.functional.gelu(ref) if kind == 'gelu' else ref
+    ref = ref + res if kind == 'residual' else ref
+    calls = []
+    if morph_fc._HAS_ONEDNN_LINEAR:
+        real = morph_fc._onednn_ok
+        monkeypatch.setattr(morph_fc, '_onednn_ok',
+                            lambda t: calls.append(real(t)) or real(t))
+    with torch.no_grad():
+        out = morph_fc.fused_linear(x, w, b, **kwargs)
+    assert out.shape == (2, 37, 40) and out.is_contiguous()
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    if morph_fc._HAS_ONEDNN_LINEAR:
+        assert calls == [True]  # the fused oneDNN op ran
+    w.requires_grad_(True)
+    morph_fc.fused_linear(x, w, b, **kwargs).sum().backward()
+    assert w.grad is not None and w.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='cannot be combined'):
+        morph_fc.fused_linear(x, w, b, gelu=True, residual=res)
