@@ -6,7 +6,8 @@ This is the only module that touches the hosts' registries:
   ``mmseg.registry.MODELS``;
 * ``MorphMLP3D`` (video) -> ``mmaction.registry.MODELS``;
 * ``RobustVideoDataset`` -> ``mmaction.registry.DATASETS`` and
-  ``ShuffleFrames``, ``PyAVInitCounted`` -> ``mmaction.registry.TRANSFORMS``.
+  ``ShuffleFrames``, ``ReverseFrames``, ``PyAVInitCounted`` ->
+  ``mmaction.registry.TRANSFORMS``.
 
 A host that is not installed is skipped; a host that is installed but fails
 to import raises, so a broken environment is never mistaken for a missing
@@ -37,9 +38,11 @@ def _register(registry, cls) -> None:
 def _register_mmaction_data() -> None:
     """Dataset and transform additions; they import mmaction themselves."""
     from mmaction.registry import DATASETS, TRANSFORMS
-    from .datasets import PyAVInitCounted, RobustVideoDataset, ShuffleFrames
+    from .datasets import (PyAVInitCounted, ReverseFrames,
+                           RobustVideoDataset, ShuffleFrames)
     _register(DATASETS, RobustVideoDataset)
     _register(TRANSFORMS, ShuffleFrames)
+    _register(TRANSFORMS, ReverseFrames)
     _register(TRANSFORMS, PyAVInitCounted)
 
 

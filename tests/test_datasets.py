@@ -1,9 +1,11 @@
-"""RobustVideoDataset (wrong paths, unreadable videos) and ShuffleFrames."""
+"""RobustVideoDataset (wrong paths, unreadable videos), ShuffleFrames and
+ReverseFrames."""
 import cv2
 import numpy as np
 import pytest
 
-from morphmlp_mm.datasets import RobustVideoDataset, ShuffleFrames
+from morphmlp_mm.datasets import (ReverseFrames, RobustVideoDataset,
+                                  ShuffleFrames)
 
 PIPELINE = [
     dict(type='DecordInit'),
@@ -87,3 +89,35 @@ def test_shuffle_frames_permutes_each_clip():
     assert not np.array_equal(out['frame_inds'], inds)
     with pytest.raises(ValueError, match='clip_len=5'):
         ShuffleFrames()(dict(frame_inds=inds, clip_len=5))
+
+
+def test_reverse_frames_swaps_pair_labels():
+    t = ReverseFrames(label_pairs=[(0, 1), (2, 3)], symmetric_labels=[4],
+                      prob=1.)
+    inds = np.arange(8)
+    out = t(dict(frame_inds=inds.copy(), clip_len=4, label=1))
+    assert out['label'] == 0
+    assert out['frame_inds'].tolist() == [3, 2, 1, 0, 7, 6, 5, 4]
+    assert t(dict(frame_inds=inds.copy(), clip_len=8, label=2))['label'] == 3
+    out = t(dict(frame_inds=inds.copy(), clip_len=8, label=4))
+    assert out['label'] == 4 and out['frame_inds'].tolist() == inds[::-1].tolist()
+    out = t(dict(frame_inds=inds.copy(), clip_len=8, label=5))  # not listed
+    assert out['label'] == 5 and out['frame_inds'].tolist() == inds.tolist()
+
+
+def test_reverse_frames_probability_and_errors():
+    t = ReverseFrames(label_pairs=[(0, 1)], prob=.5, seed=0)
+    labels = [t(dict(frame_inds=np.arange(4), clip_len=4, label=0))['label']
+              for _ in range(400)]
+    assert 150 < sum(labels) < 250
+    assert all(ReverseFrames([(0, 1)], prob=0.)(dict(
+        frame_inds=np.arange(4), clip_len=4, label=0))['label'] == 0
+        for _ in range(20))
+    with pytest.raises(ValueError, match=r'more than one pair'):
+        ReverseFrames(label_pairs=[(0, 1), (1, 2)])
+    with pytest.raises(ValueError, match=r'two different labels'):
+        ReverseFrames(label_pairs=[(3, 3)])
+    with pytest.raises(ValueError, match=r'both in label_pairs'):
+        ReverseFrames(label_pairs=[(0, 1)], symmetric_labels=[1])
+    with pytest.raises(ValueError, match=r'prob must be in \[0, 1\], got 2'):
+        ReverseFrames(label_pairs=[(0, 1)], prob=2)

@@ -1,4 +1,7 @@
 """mmaction2-side data helpers (imported only when mmaction2 is installed)."""
-from .video import PyAVInitCounted, RobustVideoDataset, ShuffleFrames
+from .video import (PyAVInitCounted, ReverseFrames, RobustVideoDataset,
+                    ShuffleFrames)
 
-__all__ = ['PyAVInitCounted', 'RobustVideoDataset', 'ShuffleFrames']
+__all__ = [
+    'PyAVInitCounted', 'ReverseFrames', 'RobustVideoDataset', 'ShuffleFrames'
+]

@@ -5,12 +5,14 @@
   warning) of videos that cannot be read during training.
 * :class:`ShuffleFrames`: shuffles the sampled frame order of each clip, the
   control experiment for temporal modelling.
+* :class:`ReverseFrames`: plays a clip backwards and swaps its label with the
+  label of the reverse action ("left to right" <-> "right to left").
 * :class:`PyAVInitCounted`: mmaction2's ``PyAVInit`` that counts the frames
   when the container does not store the count (WebM: every SSV2 video).
 """
 import io
 import os.path as osp
-from typing import Dict, Optional
+from typing import Dict, Iterable, Optional, Sequence
 
 import numpy as np
 from mmaction.datasets import VideoDataset
@@ -120,6 +122,88 @@ class ShuffleFrames(BaseTransform):
         for clip in clips:
             rng.shuffle(clip)
         results['frame_inds'] = clips.reshape(inds.shape)
+        return results
+
+
+class ReverseFrames(BaseTransform):
+    """Play clips backwards and swap the label with its reverse action.
+
+    Time reversal is a label-preserving augmentation only for actions that
+    look the same backwards; for actions that come in reverse pairs
+    ("moving something from left to right" / "... from right to left",
+    "appearing" / "disappearing") a reversed clip is an example of the other
+    class of its pair. This transform reverses the sampled frame order of
+    the whole clip with probability ``prob`` and relabels it accordingly;
+    clips whose label is in neither list are never reversed. It is the
+    temporal counterpart of the horizontal flip with label swap used for
+    Something-Something V2, and only makes sense when, as in the synthetic
+    motion dataset (``tools/data/make_motion_dataset.py``), the reverse of a
+    clip is distributed like the clips of the paired class.
+
+    Put it right after the frame sampler (before decoding), like
+    :class:`ShuffleFrames`.
+
+    Args:
+        label_pairs (Sequence[Sequence[int]]): Pairs ``(a, b)`` of labels
+            whose actions are each other's reverse.
+        symmetric_labels (Iterable[int]): Labels whose actions look alike
+            backwards (reversed, label kept). Defaults to none.
+        prob (float): Probability of reversing an eligible clip. Defaults to
+            0.5.
+        seed (int, optional): Seed of a private generator; None uses numpy's
+            global state (different in each dataloader worker).
+    """
+
+    def __init__(self,
+                 label_pairs: Sequence[Sequence[int]],
+                 symmetric_labels: Iterable[int] = (),
+                 prob: float = 0.5,
+                 seed: Optional[int] = None) -> None:
+        if not 0. <= float(prob) <= 1.:
+            raise ValueError(f'ReverseFrames: prob must be in [0, 1], got '
+                             f'{prob!r}')
+        self.swap: Dict[int, int] = {}
+        for pair in label_pairs:
+            if len(pair) != 2 or pair[0] == pair[1]:
+                raise ValueError(
+                    'ReverseFrames: label_pairs must hold pairs of two '
+                    f'different labels, got {pair!r} in {label_pairs!r}')
+            a, b = (int(v) for v in pair)
+            for label in (a, b):
+                if label in self.swap:
+                    raise ValueError(
+                        f'ReverseFrames: label {label} appears in more than '
+                        f'one pair of label_pairs={label_pairs!r}')
+            self.swap[a], self.swap[b] = b, a
+        for label in symmetric_labels:
+            label = int(label)
+            if label in self.swap:
+                raise ValueError(
+                    f'ReverseFrames: label {label} is both in label_pairs '
+                    'and in symmetric_labels')
+            self.swap[label] = label
+        self.prob = float(prob)
+        self.rng = np.random.default_rng(seed) if seed is not None else None
+
+    def transform(self, results: dict) -> dict:
+        label = results['label']
+        key = int(np.asarray(label).reshape(-1)[0]) if np.ndim(
+            label) else int(label)
+        if key not in self.swap:
+            return results
+        rng = self.rng or np.random
+        if rng.random() >= self.prob:
+            return results
+        inds = np.asarray(results['frame_inds'])
+        clip_len = int(results.get('clip_len', inds.size))
+        if clip_len <= 0 or inds.size % clip_len != 0:
+            raise ValueError(
+                f'ReverseFrames needs frame_inds in whole clips of clip_len='
+                f'{clip_len}, got {inds.size} indices')
+        results['frame_inds'] = inds.reshape(
+            -1, clip_len)[:, ::-1].reshape(inds.shape).copy()
+        results['label'] = type(label)(self.swap[key]) if np.ndim(
+            label) == 0 else np.full_like(label, self.swap[key])
         return results
 
 
