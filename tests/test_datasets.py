@@ -103,6 +103,11 @@ def test_reverse_frames_swaps_pair_labels():
     assert out['label'] == 4 and out['frame_inds'].tolist() == inds[::-1].tolist()
     out = t(dict(frame_inds=inds.copy(), clip_len=8, label=5))  # not listed
     assert out['label'] == 5 and out['frame_inds'].tolist() == inds.tolist()
+    # after the decoder: the decoded frames are reversed, not the indices
+    imgs = [np.full((2, 2, 3), i, np.uint8) for i in range(8)]
+    out = t(dict(frame_inds=inds.copy(), imgs=imgs, clip_len=4, label=0))
+    assert out['label'] == 1 and out['frame_inds'].tolist() == inds.tolist()
+    assert [int(f[0, 0, 0]) for f in out['imgs']] == [3, 2, 1, 0, 7, 6, 5, 4]
 
 
 def test_reverse_frames_probability_and_errors():

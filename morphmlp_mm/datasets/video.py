@@ -140,8 +140,10 @@ class ReverseFrames(BaseTransform):
     motion dataset (``tools/data/make_motion_dataset.py``), the reverse of a
     clip is distributed like the clips of the paired class.
 
-    Put it right after the frame sampler (before decoding), like
-    :class:`ShuffleFrames`.
+    Put it after the decoder (it reverses the decoded ``imgs`` of each
+    clip; decoders read frames in increasing order, and reversed
+    ``frame_inds`` make decord seek back for every frame), or before it (it
+    then reverses ``frame_inds``).
 
     Args:
         label_pairs (Sequence[Sequence[int]]): Pairs ``(a, b)`` of labels
@@ -194,14 +196,20 @@ class ReverseFrames(BaseTransform):
         rng = self.rng or np.random
         if rng.random() >= self.prob:
             return results
-        inds = np.asarray(results['frame_inds'])
-        clip_len = int(results.get('clip_len', inds.size))
-        if clip_len <= 0 or inds.size % clip_len != 0:
+        key_name = 'imgs' if 'imgs' in results else 'frame_inds'
+        frames = results[key_name]
+        n = len(frames)
+        clip_len = int(results.get('clip_len', n))
+        if clip_len <= 0 or n % clip_len != 0:
             raise ValueError(
-                f'ReverseFrames needs frame_inds in whole clips of clip_len='
-                f'{clip_len}, got {inds.size} indices')
-        results['frame_inds'] = inds.reshape(
-            -1, clip_len)[:, ::-1].reshape(inds.shape).copy()
+                f'ReverseFrames needs {key_name} in whole clips of clip_len='
+                f'{clip_len}, got {n}')
+        order = np.arange(n).reshape(-1, clip_len)[:, ::-1].reshape(-1)
+        if key_name == 'imgs':
+            results['imgs'] = [frames[i] for i in order]
+        else:
+            results['frame_inds'] = np.asarray(frames)[order].reshape(
+                np.shape(frames))
         results['label'] = type(label)(self.swap[key]) if np.ndim(
             label) == 0 else np.full_like(label, self.swap[key])
         return results

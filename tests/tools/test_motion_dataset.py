@@ -50,12 +50,17 @@ def _object_masks(frames: np.ndarray, colour: List[int],
 
 
 def _centroids(masks: np.ndarray) -> np.ndarray:
-    """(x, y) centroid of each mask, NaN where the mask is (nearly) empty."""
+    """(x, y) centroid of each mask's convex hull (the object with its
+    orientation marker filled in), NaN where the mask is (nearly) empty."""
     out = np.full((len(masks), 2), np.nan)
     for t, mask in enumerate(masks):
-        ys, xs = np.nonzero(mask)
-        if len(xs) >= 5:
-            out[t] = xs.mean(), ys.mean()
+        if mask.sum() < 5:
+            continue
+        hull = cv2.convexHull(cv2.findNonZero(mask.astype(np.uint8)))
+        body = np.zeros(mask.shape, np.uint8)
+        cv2.fillConvexPoly(body, hull, 1)
+        ys, xs = np.nonzero(body)
+        out[t] = xs.mean(), ys.mean()
     return out
 
 

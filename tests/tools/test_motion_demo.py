@@ -21,7 +21,7 @@ def demo_run(tmp_path_factory):
 
 def test_job_writes_summary_plot_and_checkpoints(demo_run):
     root, run_dir, summary = demo_run
-    assert set(summary) == {'MorphMLP3D', 'MorphMLP3D, temporal=False',
+    assert set(summary) == {'MorphMLP3D', 'MorphMLP3D, temporal mixing off',
                             'MorphMLP3D, frames shuffled at test'}
     for row in summary.values():
         assert row['clips'] == 10  # 1 val clip x 10 classes
@@ -35,7 +35,8 @@ def test_job_writes_summary_plot_and_checkpoints(demo_run):
         with open(run_dir / name / 'last_checkpoint') as f:
             assert osp.isfile(f.read().strip())
     cfg_text = (run_dir / 'temporal_off.py').read_text()
-    assert 'temporal=False' in cfg_text
+    assert "'temporal': False" in cfg_text
+    assert "'stem_temporal_kernel': 1" in cfg_text
 
 
 def test_dataset_is_reused_and_foreign_data_refused(demo_run, tmp_path):
