@@ -17,7 +17,10 @@ therefore has exactly the same distribution as that of a "left to right" clip
 (same positions, sizes, angles and opacities, only visited in opposite order),
 so any statistic of a single frame or of the unordered set of frames has the
 same distribution for both classes. Per-frame noise is i.i.d. over frames, so
-it cannot break this symmetry either.
+it cannot break this symmetry either. This holds for the whole clip and for
+any subset of frames that reversal (t -> T - 1 - t) maps onto itself, e.g.
+every second frame of an odd-length clip; every second frame of an
+even-length clip is not such a subset (see tools/demo/motion_demo.py).
 
 Two further classes need no temporal order at all ("static" group): an object
 standing still, and an object standing still while the camera shakes.
