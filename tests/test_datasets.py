@@ -124,5 +124,9 @@ def test_reverse_frames_probability_and_errors():
         ReverseFrames(label_pairs=[(3, 3)])
     with pytest.raises(ValueError, match=r'both in label_pairs'):
         ReverseFrames(label_pairs=[(0, 1)], symmetric_labels=[1])
+    with pytest.raises(ValueError,
+                       match=r'imgs in whole clips of clip_len=4, got 6 frames'):
+        ReverseFrames([(0, 1)], prob=1.)(dict(
+            imgs=[np.zeros((2, 2, 3))] * 6, clip_len=4, label=0))
     with pytest.raises(ValueError, match=r'prob must be in \[0, 1\], got 2'):
         ReverseFrames(label_pairs=[(0, 1)], prob=2)

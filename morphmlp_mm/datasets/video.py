@@ -95,6 +95,17 @@ class RobustVideoDataset(VideoDataset):
                 'max_refetch to fail sooner') from err
 
 
+def _clip_len(results: dict, n: int, who: str, what: str) -> int:
+    """``clip_len`` of ``results``, checked to cut ``n`` frames into whole
+    clips (the clip order transforms permute within each clip)."""
+    clip_len = int(results.get('clip_len', n))
+    if clip_len <= 0 or n % clip_len != 0:
+        unit = 'indices' if what == 'frame_inds' else 'frames'
+        raise ValueError(f'{who} needs {what} in whole clips of clip_len='
+                         f'{clip_len}, got {n} {unit}')
+    return clip_len
+
+
 class ShuffleFrames(BaseTransform):
     """Shuffle the order of the sampled frames within each clip.
 
@@ -112,11 +123,7 @@ class ShuffleFrames(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         inds = np.asarray(results['frame_inds'])
-        clip_len = int(results.get('clip_len', inds.size))
-        if clip_len <= 0 or inds.size % clip_len != 0:
-            raise ValueError(
-                f'ShuffleFrames needs frame_inds in whole clips of clip_len='
-                f'{clip_len}, got {inds.size} indices')
+        clip_len = _clip_len(results, inds.size, 'ShuffleFrames', 'frame_inds')
         clips = inds.reshape(-1, clip_len).copy()
         rng = self.rng or np.random
         for clip in clips:
@@ -189,8 +196,7 @@ class ReverseFrames(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         label = results['label']
-        key = int(np.asarray(label).reshape(-1)[0]) if np.ndim(
-            label) else int(label)
+        key = int(np.asarray(label).reshape(-1)[0])
         if key not in self.swap:
             return results
         rng = self.rng or np.random
@@ -199,11 +205,7 @@ class ReverseFrames(BaseTransform):
         key_name = 'imgs' if 'imgs' in results else 'frame_inds'
         frames = results[key_name]
         n = len(frames)
-        clip_len = int(results.get('clip_len', n))
-        if clip_len <= 0 or n % clip_len != 0:
-            raise ValueError(
-                f'ReverseFrames needs {key_name} in whole clips of clip_len='
-                f'{clip_len}, got {n}')
+        clip_len = _clip_len(results, n, 'ReverseFrames', key_name)
         order = np.arange(n).reshape(-1, clip_len)[:, ::-1].reshape(-1)
         if key_name == 'imgs':
             results['imgs'] = [frames[i] for i in order]

@@ -207,7 +207,7 @@ def fused_linear(x: torch.Tensor,
     x2 = x.reshape(-1, x.shape[-1])
     if residual is not None:
         y = torch.ops.mkldnn._linear_pointwise.binary(
-            x2, residual.reshape(shape).reshape(-1, shape[-1]), weight,
+            x2, residual.reshape(-1, shape[-1]), weight,
             bias, 'add')
     else:
         y = torch.ops.mkldnn._linear_pointwise(
