@@ -7,7 +7,9 @@ This is the only module that touches the hosts' registries:
 * ``MorphMLP3D`` (video) -> ``mmaction.registry.MODELS``;
 * ``RobustVideoDataset`` -> ``mmaction.registry.DATASETS`` and
   ``ShuffleFrames``, ``ReverseFrames``, ``PyAVInitCounted`` ->
-  ``mmaction.registry.TRANSFORMS``.
+  ``mmaction.registry.TRANSFORMS``;
+* the hooks and ``ClassCurriculumSampler`` -> mmengine's root ``HOOKS`` and
+  ``DATA_SAMPLERS`` (every host's registry falls back to them).
 
 A host that is not installed is skipped; a host that is installed but fails
 to import raises, so a broken environment is never mistaken for a missing
@@ -67,5 +69,7 @@ def register_all() -> Dict[str, List[str]]:
         registered[host] = names
     if importlib.util.find_spec('mmengine') is not None:
         from .engine.hooks import register_hooks
+        from .engine.samplers import register_samplers
         register_hooks()
+        register_samplers()
     return registered

@@ -7,6 +7,9 @@ custom_imports = dict(imports=['morphmlp_mm'], allow_failed_imports=False)
 data_root = 'data/motion'
 num_frames = 8  # every second frame of the 16-frame clips: 0, 2, ..., 14
 num_classes = 10
+# Stage 2 of the job: the backbone starts from stage 1, motion_morphmlp3d_turning.py (2 epochs on the turning clips
+# alone, where tools/train.py writes it by default; the demo passes its own path). See that config for why.
+turning_checkpoint = 'work_dirs/motion_morphmlp3d_turning/epoch_2.pth'
 
 model = dict(
     type='Recognizer3D',
@@ -21,7 +24,8 @@ model = dict(
         # The official init (mlp_t = 0, proj = 1) gives MorphFC_t a zero gradient in fp32 (see the
         # MorphMLP3D docstring); 'learnable' keeps the identity start and lets the branch train.
         temporal_init='learnable',
-        drop_path_rate=0.),
+        drop_path_rate=0.,
+        init_cfg=dict(type='Pretrained', checkpoint=turning_checkpoint, prefix='backbone.')),
     cls_head=dict(type='I3DHead', num_classes=num_classes, in_channels=128, dropout_ratio=0.,
                   average_clips='prob'),
     data_preprocessor=dict(type='ActionDataPreprocessor', mean=[114.75] * 3, std=[57.375] * 3,
@@ -54,13 +58,13 @@ dataset_type = 'RobustVideoDataset'
 train_dataloader = dict(
     batch_size=16, num_workers=1, persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(type=dataset_type, data_root=data_root, ann_file=f'{data_root}/train_list.txt',
-                 data_prefix=dict(video=data_root), pipeline=train_pipeline))
+    dataset=dict(type=dataset_type, data_root=data_root, ann_file='train_list.txt',
+                 data_prefix=dict(video=''), pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=32, num_workers=1, persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type=dataset_type, data_root=data_root, ann_file=f'{data_root}/val_list.txt',
-                 data_prefix=dict(video=data_root), pipeline=val_pipeline, test_mode=True))
+    dataset=dict(type=dataset_type, data_root=data_root, ann_file='val_list.txt',
+                 data_prefix=dict(video=''), pipeline=val_pipeline, test_mode=True))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='AccMetric', metric_list=('top_k_accuracy', 'mean_class_accuracy'))
 test_evaluator = val_evaluator

@@ -1,1 +1,2 @@
-"""mmengine-side additions (hooks); see :mod:`morphmlp_mm.engine.hooks`."""
+"""mmengine-side additions: hooks (:mod:`morphmlp_mm.engine.hooks`) and the
+class-curriculum sampler (:mod:`morphmlp_mm.engine.samplers`)."""

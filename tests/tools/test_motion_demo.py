@@ -5,6 +5,7 @@ import os.path as osp
 import sys
 
 import pytest
+from mmengine.config import Config
 
 from tools.demo import motion_demo, video_demo
 
@@ -32,11 +33,45 @@ def test_job_writes_summary_plot_and_checkpoints(demo_run):
     png = run_dir / 'curves.png'
     assert png.stat().st_size > 10_000
     for name in ('full', 'temporal_off'):
+        # stage 2 starts from stage 1's checkpoint, of the same model
+        with open(run_dir / f'{name}_turning' / 'last_checkpoint') as f:
+            stage1 = f.read().strip()
+        assert osp.isfile(stage1)
+        cfg = Config.fromfile(str(run_dir / f'{name}.py'))
+        assert cfg.model.backbone.init_cfg == dict(
+            type='Pretrained', checkpoint=stage1, prefix='backbone.')
         with open(run_dir / name / 'last_checkpoint') as f:
             assert osp.isfile(f.read().strip())
-    cfg_text = (run_dir / 'temporal_off.py').read_text()
-    assert "'temporal': False" in cfg_text
-    assert "'stem_temporal_kernel': 1" in cfg_text
+        turning = Config.fromfile(str(run_dir / f'{name}_turning.py'))
+        assert turning.train_dataloader.sampler.type == \
+            'ClassCurriculumSampler'
+        assert turning.model.backbone.get('init_cfg') is None
+    for name in ('temporal_off', 'temporal_off_turning'):
+        cfg_text = (run_dir / f'{name}.py').read_text()
+        assert "'temporal': False" in cfg_text
+        assert "'stem_temporal_kernel': 1" in cfg_text
+
+
+def test_stage_one_writes_where_stage_two_reads():
+    """Run by hand, tools/train.py puts stage 1 where stage 2 looks."""
+    main = Config.fromfile(motion_demo.CONFIG)
+    turning = Config.fromfile(motion_demo.TURNING_CONFIG)
+    stem = osp.splitext(osp.basename(motion_demo.TURNING_CONFIG))[0]
+    assert main.model.backbone.init_cfg.checkpoint == osp.join(
+        'work_dirs', stem, f'epoch_{turning.train_cfg.max_epochs}.pth')
+    assert turning.default_hooks.checkpoint.interval == \
+        turning.train_cfg.max_epochs
+    stages = turning.train_dataloader.sampler.curriculum
+    assert [s['epochs'] for s in stages] == [turning.train_cfg.max_epochs]
+
+
+def test_configs_must_match_the_dataset_labels(tmp_path):
+    groups = dict(direction=['a', 'b'], direction_labels=[0, 1],
+                  static=['c'], static_labels=[2], pair_labels=[[0, 1]],
+                  kinds=dict(a='rotate', b='rotate', c='static'))
+    (tmp_path / 'class_groups.json').write_text(json.dumps(groups))
+    with pytest.raises(SystemExit, match="generator's default classes"):
+        motion_demo.check_labels(str(tmp_path))
 
 
 def test_dataset_is_reused_and_foreign_data_refused(demo_run, tmp_path):

@@ -4,9 +4,11 @@ Steps (nothing is downloaded):
 
 1. write the synthetic motion dataset (``tools/data/make_motion_dataset.py``;
    reused when it already exists with the same settings);
-2. train ``configs/demo/motion_morphmlp3d.py`` with ``tools/train.py``
-   (mmengine logging and progress), then test it with ``tools/test.py``;
-3. controls: the same model trained with its temporal mixing switched off
+2. train with ``tools/train.py`` (mmengine logging and progress) in two
+   stages: ``configs/demo/motion_morphmlp3d_turning.py`` (2 epochs on the
+   turning clips alone), then ``configs/demo/motion_morphmlp3d.py`` (all
+   classes, backbone from stage 1); test it with ``tools/test.py``;
+3. controls: the same model and recipe with its temporal mixing switched off
    (``temporal=False``: no MorphFC_t; ``stem_temporal_kernel=1``: the stem
    convolves one frame at a time), which makes the backbone blind to frame
    order, and the trained model tested on clips whose frames are shuffled;
@@ -45,6 +47,9 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 #: reports the control as it is.
 CLIP_FRAMES = 16
 CONFIG = osp.join(ROOT, 'configs', 'demo', 'motion_morphmlp3d.py')
+#: Stage 1: the same model on the turning clips alone (see the config).
+TURNING_CONFIG = osp.join(ROOT, 'configs', 'demo',
+                          'motion_morphmlp3d_turning.py')
 sys.path.insert(0, osp.join(ROOT, 'tools', 'data'))
 
 
@@ -99,8 +104,18 @@ def ensure_dataset(args):
 TEMPORAL_OFF = dict(temporal=False, stem_temporal_kernel=1)
 
 
-def write_config(path, data_root, epochs=None, backbone=None, shuffle=False):
-    """A config inheriting the demo config with this run's paths."""
+def write_config(path, data_root, epochs=None, backbone=None, shuffle=False,
+                 base=CONFIG, init_from=None):
+    """A config inheriting ``base`` with this run's paths.
+
+    Args:
+        epochs (int, optional): Override ``max_epochs`` (and the schedule).
+        backbone (dict, optional): Backbone options to override.
+        shuffle (bool): Test on clips whose frames are shuffled.
+        base (str): Config to inherit: the main config or stage 1.
+        init_from (str, optional): Checkpoint whose backbone starts the
+            training (stage 1's); the main config's default path otherwise.
+    """
     def dataset(split, pipeline):
         return (f"dict(data_root={data_root!r}, ann_file="
                 f"{osp.join(data_root, split + '_list.txt')!r}, "
@@ -114,12 +129,16 @@ def write_config(path, data_root, epochs=None, backbone=None, shuffle=False):
                      "dict(type='FormatShape', input_format='NCTHW'), "
                      "dict(type='PackActionInputs')]")
     lines = [
-        f'_base_ = {CONFIG!r}',
+        f'_base_ = {base!r}',
         'num_frames = {{_base_.num_frames}}',
         f'train_dataloader = dict(dataset={dataset("train", "")})',
         f'val_dataloader = dict(dataset={dataset("val", "")})',
         f'test_dataloader = dict(dataset={dataset("val", test_pipe)})',
     ]
+    backbone = dict(backbone or {})
+    if init_from is not None:
+        backbone['init_cfg'] = dict(type='Pretrained', checkpoint=init_from,
+                                    prefix='backbone.')
     if backbone:
         lines.append(f'model = dict(backbone={backbone!r})')
     if epochs is not None:
@@ -146,18 +165,66 @@ def run(cmd):
     subprocess.run(cmd, check=True, cwd=ROOT, env=env)
 
 
-def train_and_test(name, cfg, run_dir, shuffled_cfg=None):
+def check_labels(data_root):
+    """The configs name classes by label number (ReverseFrames' pairs, the
+    turning clips of stage 1); make sure they are this dataset's."""
+    from mmengine.config import Config
+    with open(osp.join(data_root, 'class_groups.json')) as f:
+        groups = json.load(f)
+    cfg = Config.fromfile(TURNING_CONFIG)
+    names = groups['direction'] + groups['static']
+    labels = groups['direction_labels'] + groups['static_labels']
+    rotate = sorted(label for name, label in zip(names, labels)
+                    if groups['kinds'][name] == 'rotate')
+    found = dict(reverse_pairs=[list(p) for p in cfg.reverse_pairs],
+                 time_symmetric=list(cfg.time_symmetric),
+                 turning_labels=list(cfg.turning_labels))
+    wanted = dict(reverse_pairs=groups['pair_labels'],
+                  time_symmetric=groups['static_labels'],
+                  turning_labels=rotate)
+    if found != wanted:
+        raise SystemExit(
+            f'the demo configs label classes as {found}, but the dataset in '
+            f'{data_root} (class_groups.json) has {wanted}: the configs are '
+            'written for the generator\'s default classes')
+
+
+def last_checkpoint(work):
+    with open(osp.join(work, 'last_checkpoint')) as f:
+        return f.read().strip()
+
+
+def train_and_test(name, run_dir, data_root, epochs=None, backbone=None,
+                   shuffled=False):
+    """Both stages of the recipe, then the test(s).
+
+    Stage 1 (``TURNING_CONFIG``) trains on the turning clips alone; stage 2
+    (the main config, ``epochs`` overriding its length) starts its backbone
+    from stage 1. Returns the stage-2 work dir, the training seconds of both
+    stages and ``{'ordered': dump[, 'shuffled': dump]}``.
+    """
+    turning = write_config(osp.join(run_dir, f'{name}_turning.py'),
+                           data_root, backbone=backbone, base=TURNING_CONFIG)
+    turning_work = osp.join(run_dir, f'{name}_turning')
     work = osp.join(run_dir, name)
     start = time.time()
+    run([sys.executable, osp.join(ROOT, 'tools', 'train.py'), turning,
+         '--work-dir', turning_work, '--seed', '0'])
+    cfg = write_config(osp.join(run_dir, f'{name}.py'), data_root, epochs,
+                       backbone=backbone,
+                       init_from=last_checkpoint(turning_work))
     run([sys.executable, osp.join(ROOT, 'tools', 'train.py'), cfg,
          '--work-dir', work, '--seed', '0'])
     train_s = time.time() - start
-    with open(osp.join(work, 'last_checkpoint')) as f:
-        ckpt = f.read().strip()
+    ckpt = last_checkpoint(work)
+    tests = [('ordered', cfg)]
+    if shuffled:
+        tests.append(('shuffled', write_config(
+            osp.join(run_dir, f'{name}_shuffled.py'), data_root, epochs,
+            backbone=backbone, shuffle=True,
+            init_from=last_checkpoint(turning_work))))
     results = {}
-    for tag, test_cfg in [('ordered', cfg), ('shuffled', shuffled_cfg)]:
-        if test_cfg is None:
-            continue
+    for tag, test_cfg in tests:
         dump = osp.join(work, f'preds_{tag}.pkl')
         run([sys.executable, osp.join(ROOT, 'tools', 'test.py'), test_cfg,
              ckpt, '--work-dir', work, '--dump', dump])
@@ -240,17 +307,16 @@ def main(argv=None):
     run_dir = osp.join(args.work_dir, time.strftime('%Y%m%d_%H%M%S'))
     os.makedirs(run_dir)
     data_root = osp.abspath(args.data_root)
-    cfg = write_config(osp.join(run_dir, 'full.py'), data_root, args.epochs)
-    shuffled = write_config(osp.join(run_dir, 'full_shuffled.py'),
-                            data_root, args.epochs, shuffle=True)
+    check_labels(data_root)
     runs = {}
-    work, secs, dumps = train_and_test('full', cfg, run_dir, shuffled)
+    work, secs, dumps = train_and_test('full', run_dir, data_root,
+                                       args.epochs, shuffled=True)
     runs['MorphMLP3D'] = (work, secs, dumps['ordered'])
     runs['MorphMLP3D, frames shuffled at test'] = (work, 0., dumps['shuffled'])
     if not args.skip_ablation:
-        cfg_off = write_config(osp.join(run_dir, 'temporal_off.py'),
-                               data_root, args.epochs, backbone=TEMPORAL_OFF)
-        work, secs, dumps = train_and_test('temporal_off', cfg_off, run_dir)
+        work, secs, dumps = train_and_test('temporal_off', run_dir,
+                                           data_root, args.epochs,
+                                           backbone=TEMPORAL_OFF)
         runs['MorphMLP3D, temporal mixing off'] = (work, secs,
                                                    dumps['ordered'])
 
