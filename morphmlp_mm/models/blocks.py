@@ -78,10 +78,12 @@ class MorphBlock(BaseModule):
     def _can_stream(self, x: torch.Tensor) -> bool:
         """Streaming needs no autograd graph and no random layers.
 
-        Tracing (FLOP counters, TorchScript) also takes the plain whole-clip
-        path: it records the same products without the chunk loops.
+        Tracing (FLOP counters, TorchScript) and ``torch.compile`` also take
+        the plain whole-clip path: it records the same products without the
+        chunk loops, and inductor does its own fusion.
         """
-        if torch.jit.is_tracing() or torch.jit.is_scripting():
+        if torch.jit.is_tracing() or torch.jit.is_scripting() or \
+                torch.compiler.is_compiling():
             return False
         if torch.is_grad_enabled() and (
                 x.requires_grad or any(p.requires_grad

@@ -158,13 +158,16 @@ def _onednn_ok(x: torch.Tensor) -> bool:
 
     Only without autograd (the fused ops have no derivative), in fp32 on the
     CPU, outside autocast and tracing (FLOP counters and TorchScript see the
-    plain ``nn.Linear`` calls), and when oneDNN is built in and enabled.
+    plain ``nn.Linear`` calls) and ``torch.compile`` (inductor lowers only
+    its own fused linears, whose weights it holds as graph constants), and
+    when oneDNN is built in and enabled.
     """
     return (_HAS_ONEDNN_LINEAR and not torch.is_grad_enabled()
             and x.device.type == 'cpu' and x.dtype == torch.float32
             and torch.backends.mkldnn.enabled
             and not torch.is_autocast_enabled('cpu')
-            and not torch.jit.is_tracing() and not torch.jit.is_scripting())
+            and not torch.jit.is_tracing() and not torch.jit.is_scripting()
+            and not torch.compiler.is_compiling())
 
 
 _HAS_ONEDNN_LINEAR = (torch.backends.mkldnn.is_available() and hasattr(
