@@ -26,3 +26,26 @@ def test_benchmark_smoke(tmp_path, repo_root):
     assert name in result['ratios']['with_cp']
     assert (tmp_path / 'b.png').stat().st_size > 5000
     assert name in (tmp_path / 'b.md').read_text()
+
+
+def test_benchmark_under_torch_compile(tmp_path, repo_root):
+    """--compile runs every model through torch.compile (here the aot_eager
+    backend: no C++ build) and says so in the outputs."""
+    out = tmp_path / 'b.json'
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.run(
+        [sys.executable, 'tools/analysis/benchmark.py', '--arch', 'tiny',
+         '--frames', '4', '--size', '64', '--modes', 'infer', 'train',
+         '--repeats', '1', '--threads', '1', '--quick', '--no-flops',
+         '--compile', 'aot_eager', '--json', str(out), '--md',
+         str(tmp_path / 'b.md')],
+        cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'compiled and ran once' in proc.stdout
+    assert 'torch.compile (aot_eager)' in proc.stdout
+    result = json.loads(out.read_text())
+    assert result['meta']['compile'] == 'aot_eager'
+    ours = result['models']['MorphMLP3D-tiny-4f']
+    assert ours['infer_s'] > 0 and ours['train_s'] > 0
+    assert ours['infer_warmup_s'] > 0
+    assert 'torch.compile (aot_eager)' in (tmp_path / 'b.md').read_text()

@@ -312,7 +312,8 @@ def select_specs(args) -> List[Spec]:
 class Built:
     """A spec's model, input and optimizer, built once per run."""
 
-    def __init__(self, spec: Spec, owners: Dict[str, 'Built']) -> None:
+    def __init__(self, spec: Spec, owners: Dict[str, 'Built'],
+                 compile: Optional[str] = None) -> None:
         self.spec = spec
         torch.manual_seed(0)
         if spec.plain_of is not None:
@@ -324,11 +325,15 @@ class Built:
             self.model = spec.build()
         self.x = torch.randn(spec.shape)
         self.optimizer = None
+        # torch.compile with that backend: the first call of each mode
+        # compiles, which the warm-up absorbs; the floor stays eager.
+        self.fn = torch.compile(self.model, backend=compile) if compile \
+            else self.model
 
     def infer(self) -> None:
         self.model.eval()
         with torch.no_grad():
-            self.model(self.x)
+            self.fn(self.x)
 
     def train_step(self, keep_state: bool = True) -> None:
         """Forward, mean loss, backward, AdamW step.
@@ -342,7 +347,7 @@ class Built:
             params = [p for p in self.model.parameters() if p.requires_grad]
             self.optimizer = torch.optim.AdamW(params, lr=1e-6)
         self.optimizer.zero_grad(set_to_none=True)
-        outs = _tensors(self.model(self.x))
+        outs = _tensors(self.fn(self.x))
         loss = sum(o.float().mean() for o in outs if o.requires_grad)
         loss.backward()
         self.optimizer.step()
@@ -534,7 +539,8 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
         cpu=platform.processor() or platform.machine(),
         cores=os.cpu_count(), loadavg_start=os.getloadavg(),
         repeats=args.repeats, dtype='float32', clock=args.clock,
-        batch=specs[0].shape[0])
+        batch=specs[0].shape[0],
+        compile=args.compile)
     print(f"torch {meta['torch']}, {meta['threads']} threads, "
           f"{meta['cores']} cores, {args.clock} clock, loadavg "
           f"{tuple(round(v, 1) for v in meta['loadavg_start'])}")
@@ -546,7 +552,7 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
     built: Dict[str, Built] = {}
     for spec in specs:
         print(f'building {spec.name} {tuple(spec.shape)}')
-        built[spec.name] = Built(spec, built)
+        built[spec.name] = Built(spec, built, compile=args.compile)
         spec.results.update(
             params_m=sum(p.numel() for p in built[spec.name].model
                          .parameters()) / 1e6,
@@ -592,7 +598,12 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
                       not s.train_only]
         print(f'\n[{mode}] warm-up')
         for spec in mode_specs:
+            start = time.perf_counter()
             built[spec.name].run(mode, keep_state=False)
+            spec.results[f'{mode}_warmup_s'] = time.perf_counter() - start
+            if args.compile:
+                print(f"  {spec.name}: compiled and ran once in "
+                      f"{spec.results[f'{mode}_warmup_s']:.0f} s")
             if spec.name in floors:
                 floors[spec.name].time(mode, clock)
         times = {s.name: [] for s in mode_specs}
@@ -781,6 +792,9 @@ def format_text(result: Dict) -> str:
             for k in ('loadavg_start', 'loadavg_end')]
     out.append(f"dense 2048^3 fp32 matmul: {_fmt(meta['dense_gflops'], 1)} "
                f'GFLOP/s; loadavg {load[0]} -> {load[1]}')
+    if meta.get('compile'):
+        out.append(f"models run under torch.compile ({meta['compile']}); "
+                   'the floor is the eager layers')
     out += ratio_lines(result)
     return '\n'.join(out)
 
@@ -797,7 +811,9 @@ def format_markdown(result: Dict) -> str:
         '',
         'Produced by `tools/analysis/benchmark.py` (CPU, fp32, batch '
         f"{meta['batch']}, {threads}, {clock}, torch {meta['torch']}, "
-        f"{meta['date']}):",
+        f"{meta['date']}"
+        + (f", under torch.compile ({meta['compile']}), the floor eager"
+           if meta.get('compile') else '') + '):',
         '',
         '```bash',
         meta['command'],
@@ -915,6 +931,11 @@ def build_parser() -> argparse.ArgumentParser:
         help='cpu: process CPU time, immune to waiting for a loaded CPU '
         '(only meaningful with --threads 1); auto: cpu for one thread, '
         'wall otherwise')
+    parser.add_argument('--compile', nargs='?', const='inductor',
+                        metavar='BACKEND',
+                        help='time every model under torch.compile (backend '
+                        'inductor unless named); the GEMM floor stays the '
+                        'eager layers')
     parser.add_argument('--no-floor', action='store_true')
     parser.add_argument('--no-flops', action='store_true')
     parser.add_argument('--quick', action='store_true',

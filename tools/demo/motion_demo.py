@@ -40,11 +40,11 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 #: (frame t -> CLIP_FRAMES - 1 - t), which maps the even frames of a 16-frame
 #: clip onto the odd ones: the frames the model sees of a clip and of its
 #: reverse are not exactly alike in distribution (the motion's first frame
-#: is always sampled, its last one not), and the order-blind control reaches
-#: about 60% order accuracy from that alone. With 15 frames the sampled set
-#: maps onto itself and the leak is gone, but the full model reached only
-#: 76.3% top-1 (87.7% with 16) in the same 15 epochs; the demo keeps 16 and
-#: reports the control as it is.
+#: is always sampled, its last one not). With the one-stage recipe of the
+#: previous version the order-blind control reached 60.6% order accuracy
+#: (51.4% with the two stages). With 15 frames the sampled set maps onto
+#: itself, but the one-stage full model reached only 76.3% top-1 (87.7% with
+#: 16) in the same 15 epochs; the demo keeps 16.
 CLIP_FRAMES = 16
 CONFIG = osp.join(ROOT, 'configs', 'demo', 'motion_morphmlp3d.py')
 #: Stage 1: the same model on the turning clips alone (see the config).
