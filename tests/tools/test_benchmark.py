@@ -1,22 +1,28 @@
-"""Smoke run of tools/analysis/benchmark.py at tiny shapes (no timing asserts)."""
+"""Smoke runs of tools/analysis/benchmark.py at tiny shapes (no timing asserts)."""
 import json
 import os
 import subprocess
 import sys
 
+TINY = ['--arch', 'tiny', '--frames', '4', '--size', '64', '--modes', 'infer',
+        'train', '--repeats', '1', '--threads', '1', '--quick', '--no-flops']
+
+
+def run_benchmark(repo_root, tmp_path, *extra):
+    """Run the tool on the tiny arch; returns (stdout, JSON result)."""
+    out = tmp_path / 'b.json'
+    proc = subprocess.run(
+        [sys.executable, 'tools/analysis/benchmark.py', *TINY, *extra,
+         '--json', str(out), '--md', str(tmp_path / 'b.md')],
+        cwd=repo_root, env=dict(os.environ, OMP_NUM_THREADS='1'),
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout, json.loads(out.read_text())
+
 
 def test_benchmark_smoke(tmp_path, repo_root):
-    out = tmp_path / 'b.json'
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    proc = subprocess.run(
-        [sys.executable, 'tools/analysis/benchmark.py', '--arch', 'tiny',
-         '--frames', '4', '--size', '64', '--modes', 'infer', 'train',
-         '--with-cp', '--repeats', '1', '--threads', '1', '--quick',
-         '--no-flops', '--json', str(out), '--png',
-         str(tmp_path / 'b.png'), '--md', str(tmp_path / 'b.md')],
-        cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(out.read_text())
+    _, result = run_benchmark(repo_root, tmp_path, '--with-cp', '--png',
+                              str(tmp_path / 'b.png'))
     name = 'MorphMLP3D-tiny-4f'
     ours = result['models'][name]
     assert ours['infer_s'] > 0 and ours['train_s'] > 0
@@ -24,6 +30,7 @@ def test_benchmark_smoke(tmp_path, repo_root):
     ratios = result['ratios']['ours_vs_plain'][name]
     assert ratios['infer_speedup'] > 0 and ratios['train_speedup'] > 0
     assert name in result['ratios']['with_cp']
+    assert result['meta']['compile'] is None
     assert (tmp_path / 'b.png').stat().st_size > 5000
     assert name in (tmp_path / 'b.md').read_text()
 
@@ -31,19 +38,10 @@ def test_benchmark_smoke(tmp_path, repo_root):
 def test_benchmark_under_torch_compile(tmp_path, repo_root):
     """--compile runs every model through torch.compile (here the aot_eager
     backend: no C++ build) and says so in the outputs."""
-    out = tmp_path / 'b.json'
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    proc = subprocess.run(
-        [sys.executable, 'tools/analysis/benchmark.py', '--arch', 'tiny',
-         '--frames', '4', '--size', '64', '--modes', 'infer', 'train',
-         '--repeats', '1', '--threads', '1', '--quick', '--no-flops',
-         '--compile', 'aot_eager', '--json', str(out), '--md',
-         str(tmp_path / 'b.md')],
-        cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert 'compiled and ran once' in proc.stdout
-    assert 'torch.compile (aot_eager)' in proc.stdout
-    result = json.loads(out.read_text())
+    stdout, result = run_benchmark(repo_root, tmp_path, '--compile',
+                                   'aot_eager')
+    assert 'compiled and ran once' in stdout
+    assert 'torch.compile (aot_eager)' in stdout
     assert result['meta']['compile'] == 'aot_eager'
     ours = result['models']['MorphMLP3D-tiny-4f']
     assert ours['infer_s'] > 0 and ours['train_s'] > 0
