@@ -2,15 +2,20 @@
 
 :class:`ClassCurriculumSampler` is mmengine's ``DefaultSampler`` with one
 addition: during the first epochs it draws only clips (or images) of some
-classes. It was written for the synthetic motion job, where the tiny demo
-model learns "turning clockwise" vs "counter-clockwise" within minutes when
-those clips come first, and never (chance level after 15 epochs) when all
-ten classes are mixed from the start; a feature learned first survives the
-later epochs. The epoch length stays the same in every stage (the subset is
+classes. The epoch length stays the same in every stage (the subset is
 repeated to fill it), so iteration-based LR schedules, logging and ETA keep
 their meaning.
+
+The synthetic motion job uses it for a whole first run (stage 1,
+``configs/demo/motion_morphmlp3d_turning.py``): its tiny model learns
+"turning clockwise" vs "counter-clockwise" within an epoch on those clips
+alone, and never (chance after 15 epochs) with all ten classes mixed from
+the start. Switching to all classes inside the same run (a stage, then the
+whole dataset) made that model collapse, so the job starts a second run
+from stage 1's backbone instead; the multi-stage form is there for models
+that take the switch.
 """
-from typing import Dict, Iterator, List, Optional, Sequence, Sized
+from typing import Dict, Iterator, List, Optional, Sequence, Sized, Tuple
 
 import torch
 from mmengine.dataset import DefaultSampler
@@ -76,7 +81,8 @@ class ClassCurriculumSampler(DefaultSampler):
         labels = [_label_of(dataset.get_data_info(i), i)
                   for i in range(len(dataset))]
         present = sorted(set(labels))
-        self._stage_indices: List[List[int]] = []
+        # per stage: (indices of its labels, indices of the other labels)
+        self._stage_indices: List[Tuple[List[int], List[int]]] = []
         for k, stage in enumerate(self.stages):
             missing = sorted(set(stage['labels']) - set(present))
             if missing:
