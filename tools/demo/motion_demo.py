@@ -210,9 +210,9 @@ def train_and_test(name, run_dir, data_root, epochs=None, backbone=None,
     start = time.time()
     run([sys.executable, osp.join(ROOT, 'tools', 'train.py'), turning,
          '--work-dir', turning_work, '--seed', '0'])
+    stage1 = last_checkpoint(turning_work)
     cfg = write_config(osp.join(run_dir, f'{name}.py'), data_root, epochs,
-                       backbone=backbone,
-                       init_from=last_checkpoint(turning_work))
+                       backbone=backbone, init_from=stage1)
     run([sys.executable, osp.join(ROOT, 'tools', 'train.py'), cfg,
          '--work-dir', work, '--seed', '0'])
     train_s = time.time() - start
@@ -221,8 +221,7 @@ def train_and_test(name, run_dir, data_root, epochs=None, backbone=None,
     if shuffled:
         tests.append(('shuffled', write_config(
             osp.join(run_dir, f'{name}_shuffled.py'), data_root, epochs,
-            backbone=backbone, shuffle=True,
-            init_from=last_checkpoint(turning_work))))
+            backbone=backbone, shuffle=True, init_from=stage1)))
     results = {}
     for tag, test_cfg in tests:
         dump = osp.join(work, f'preds_{tag}.pkl')
