@@ -18,7 +18,7 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 
 from .morph_fc import (Mlp, MorphFCSpatial, MorphFCTemporal, _onednn_ok,
-                       fused_linear)
+                       fused_linear, graph_capture)
 
 
 class MorphBlock(BaseModule):
@@ -82,8 +82,7 @@ class MorphBlock(BaseModule):
         the plain whole-clip path: it records the same products without the
         chunk loops, and inductor does its own fusion.
         """
-        if torch.jit.is_tracing() or torch.jit.is_scripting() or \
-                torch.compiler.is_compiling():
+        if graph_capture():
             return False
         if torch.is_grad_enabled() and (
                 x.requires_grad or any(p.requires_grad

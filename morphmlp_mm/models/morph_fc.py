@@ -153,6 +153,13 @@ class Mlp(BaseModule):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
+def graph_capture() -> bool:
+    """Whether a graph is being recorded (jit tracing / scripting, FLOP
+    counters, ``torch.compile``): eager-only shortcuts must step aside."""
+    return (torch.jit.is_tracing() or torch.jit.is_scripting()
+            or torch.compiler.is_compiling())
+
+
 def _onednn_ok(x: torch.Tensor) -> bool:
     """Whether :func:`fused_linear` may use oneDNN's fused matmul for ``x``.
 
@@ -165,9 +172,7 @@ def _onednn_ok(x: torch.Tensor) -> bool:
     return (_HAS_ONEDNN_LINEAR and not torch.is_grad_enabled()
             and x.device.type == 'cpu' and x.dtype == torch.float32
             and torch.backends.mkldnn.enabled
-            and not torch.is_autocast_enabled('cpu')
-            and not torch.jit.is_tracing() and not torch.jit.is_scripting()
-            and not torch.compiler.is_compiling())
+            and not torch.is_autocast_enabled('cpu') and not graph_capture())
 
 
 _HAS_ONEDNN_LINEAR = (torch.backends.mkldnn.is_available() and hasattr(
