@@ -53,9 +53,9 @@ class ClassCurriculumSampler(DefaultSampler):
             many epochs the items of these labels fill a fraction
             ``1 - others`` of each epoch and the other items the fraction
             ``others`` (optional, default 0: only these labels), each part
-            shuffled and repeated to its length. A little of the other
-            classes keeps the classifier calibrated for them, so that the
-            switch to the whole dataset does not shock the model. After the
+            shuffled and repeated to its length. (On the motion job, 10%
+            of the other classes did not prevent the collapse at the switch
+            to the whole dataset; see the module docstring.) After the
             last stage the whole dataset is used, exactly as
             ``DefaultSampler`` does.
         shuffle (bool): Shuffle the indices. Defaults to True.
