@@ -43,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 
-from .blocks import Downsample, MorphBlock
+from .blocks import Downsample, MorphBlock, Stem
 from .morph_fc import MorphFCSpatial, MorphFCTemporal
 
 
@@ -188,6 +188,10 @@ class PlainDownsample(nn.Module):
 
 
 def _plain_copy(module: nn.Module) -> nn.Module:
+    if isinstance(module, Stem):
+        new = copy.copy(module)  # same layers, called one by one
+        new.fuse_inference = False
+        return new
     if isinstance(module, Downsample):
         return PlainDownsample(module)
     if isinstance(module, MorphBlock):
