@@ -12,7 +12,8 @@ import torch.nn as nn
 from morphmlp_mm import MorphMLP, MorphMLP3D
 from morphmlp_mm.models import (MorphFCSpatial, MorphFCTemporal, chunk_mix,
                                 morph_fc)
-from morphmlp_mm.models.blocks import MorphBlock
+from morphmlp_mm.models import blocks
+from morphmlp_mm.models.blocks import MorphBlock, Stem
 from morphmlp_mm.models.plain import (PlainMorphFCSpatial,
                                       PlainMorphFCTemporal, build_plain,
                                       plain_window_mix)
@@ -250,3 +251,25 @@ def test_fused_linear_matches_plain_ops(kind, monkeypatch):
     assert w.grad is not None and w.grad.abs().sum() > 0
     with pytest.raises(ValueError, match='cannot be combined'):
         morph_fc.fused_linear(x, w, b, gelu=True, residual=res)
+
+
+@pytest.mark.parametrize('video,shape', [(False, (2, 3, 30, 22)),
+                                         (True, (1, 3, 6, 30, 22))])
+def test_stem_fused_inference_equals_layers(video, shape):
+    """BN folded into the convolutions, GELU in oneDNN's epilogue: equal to
+    the layer-by-layer stem; training, grad mode and the plain twin keep
+    the layers (whose calls the benchmark's GEMM floor records)."""
+    stem = randomize(Stem(3, 16, video=video)).eval()
+    plain = build_plain(stem)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        fused = stem._can_fuse(x)
+        out, ref = stem(x), plain(x)
+        assert not plain._can_fuse(x)
+    assert fused == blocks._HAS_ONEDNN_CONV
+    assert out.shape == ref.shape and out.is_contiguous()
+    torch.testing.assert_close(out, ref, atol=ATOL, rtol=RTOL)
+    assert not stem._can_fuse(x)  # grad enabled
+    stem.train()
+    with torch.no_grad():
+        assert not stem._can_fuse(x)  # BN on batch statistics
