@@ -169,9 +169,23 @@ class MorphBlock(BaseModule):
         return fused_linear(h, self.mlp.fc2.weight, self.mlp.fc2.bias,
                             residual=y)
 
+    def _checkpointed(self, x: torch.Tensor) -> torch.Tensor:
+        """The block under ``with_cp``.
+
+        Reentrant checkpointing runs the first forward without autograd
+        and recomputes it with autograd in the backward pass. Without
+        autograd the block may stream (:meth:`forward_streamed`, the fast
+        inference path; not with active DropPath / Dropout, whose random
+        masks must match the recompute), so the first forward costs an
+        inference pass, not a second autograd forward.
+        """
+        if not torch.is_grad_enabled() and self._can_stream(x):
+            return self.forward_streamed(x)
+        return self._forward(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:
-            return cp.checkpoint(self._forward, x, use_reentrant=False)
+            return cp.checkpoint(self._checkpointed, x, use_reentrant=True)
         if self._can_stream(x):
             return self.forward_streamed(x)
         return self._forward(x)

@@ -47,7 +47,7 @@ model = dict(
         arch=dict(depths=[1, 1, 1, 1], channels=[8, 16, 32, 64],
                   chunk_lengths=[2, 4, 4, 8], mlp_ratio=2.),
         out_indices=(3, ), out_type='avg_featmap', drop_path_rate=0.,
-        norm_cfg=dict(type='SyncBN')),
+        norm_cfg=dict(type='SyncBN'), with_cp={with_cp}),
     neck=None,
     head=dict(type='LinearClsHead', num_classes=2, in_channels=64,
               loss=dict(type='CrossEntropyLoss')))
@@ -136,7 +136,10 @@ def _load(path: Path) -> dict:
     return safe_torch_load(str(path))
 
 
-def test_two_gloo_ranks_equal_one_process_with_syncbn(tmp_path):
+@pytest.mark.parametrize('with_cp', [False, True])
+def test_two_gloo_ranks_equal_one_process_with_syncbn(tmp_path, with_cp):
+    """Also with checkpointed blocks (reentrant checkpointing under DDP,
+    the first forward on the streamed no-grad path)."""
     data_root = tmp_path / 'in1k'
     _run([
         PYTHON, str(ROOT / 'tools/data/make_tiny_dataset.py'), 'imagenet',
@@ -144,7 +147,8 @@ def test_two_gloo_ranks_equal_one_process_with_syncbn(tmp_path):
         '--val-per-class', '1', '--size', '32x32'
     ], _env(tmp_path))
     config = tmp_path / 'tiny_morphmlp_syncbn.py'
-    config.write_text(CONFIG.format(data_root=str(data_root)))
+    config.write_text(CONFIG.format(data_root=str(data_root),
+                                    with_cp=with_cp))
     (tmp_path / 'dist_probe.py').write_text(PROBE)
 
     one = tmp_path / 'one_rank'
