@@ -39,7 +39,10 @@ class MorphBlock(BaseModule):
             temporal branch (images, or video with temporal mixing off).
         drop_path (float): Stochastic depth rate. Defaults to 0.
         with_cp (bool): Recompute the block in the backward pass to save
-            memory. Defaults to False.
+            memory (reentrant checkpointing, see :meth:`_checkpointed`: like
+            every reentrant checkpoint it supports ``loss.backward()``, which
+            the OpenMMLab runners use, not ``torch.autograd.grad``).
+            Defaults to False.
     """
 
     def __init__(self,
