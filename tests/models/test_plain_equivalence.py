@@ -273,3 +273,26 @@ def test_stem_fused_inference_equals_layers(video, shape):
     stem.train()
     with torch.no_grad():
         assert not stem._can_fuse(x)  # BN on batch statistics
+
+
+def test_with_cp_first_forward_streams(monkeypatch):
+    """Under with_cp the first forward runs without autograd and streams
+    (once per block); the backward recomputes on the autograd path. With
+    an active DropPath it never streams (its masks must match)."""
+    calls = []
+    real = MorphBlock.forward_streamed
+    monkeypatch.setattr(MorphBlock, 'forward_streamed',
+                        lambda self, x: calls.append(1) or real(self, x))
+    x = torch.randn(1, 3, 8, 32, 32)
+    model = video_model(with_cp=True, norm_eval=True).train()
+    n_blocks = sum(isinstance(m, MorphBlock) for m in model.modules())
+    check_grads(model, build_plain(model), x)
+    assert len(calls) == n_blocks
+    calls.clear()
+    model = video_model(with_cp=True, drop_path_rate=0.1).train()
+    model(x.requires_grad_(True)).sum().backward()
+    # the stochastic-depth schedule starts at 0: only that block streams
+    without_drop = [isinstance(m.drop_path, nn.Identity)
+                    for m in model.modules() if isinstance(m, MorphBlock)]
+    assert without_drop.count(False) >= 1
+    assert len(calls) == without_drop.count(True)
