@@ -266,16 +266,21 @@ class Stem(BaseModule):
         self.act = nn.GELU()
         self.norm2 = build_norm_layer(norm_cfg, channels)[1]
 
-    #: Whether inference may take :meth:`forward_fused`; the plain twin
-    #: (:func:`~morphmlp_mm.models.plain.build_plain`) turns it off so that
-    #: the official layer-by-layer forward (and its layer calls) is kept.
-    fuse_inference = True
+    #: Our layout and fusion choices: inference may take
+    #: :meth:`forward_fused`, and the layer-by-layer forward returns a
+    #: contiguous (B, T', H', W', C1) tensor (a permuted view of the
+    #: channels-first convolution output would be inherited by every
+    #: residual sum of the first stage, so each of its LayerNorms and
+    #: Linears, and their backward, would copy it). The plain twin
+    #: (:func:`~morphmlp_mm.models.plain.build_plain`) turns this off to
+    #: keep the official forward and its layer calls.
+    fast_paths = True
 
     def _can_fuse(self, x: torch.Tensor) -> bool:
         """Inference with both norms on running statistics: the BN affine
         maps fold into the convolutions and GELU into the first one's
         epilogue (see :meth:`forward_fused`)."""
-        return (self.fuse_inference and _HAS_ONEDNN_CONV and _onednn_ok(x)
+        return (self.fast_paths and _HAS_ONEDNN_CONV and _onednn_ok(x)
                 and isinstance(self.act, nn.GELU)
                 and self.act.approximate == 'none' and all(
                     isinstance(bn, _BatchNorm) and not bn.training
@@ -324,8 +329,10 @@ class Stem(BaseModule):
             return self.forward_fused(x)
         x = self.norm2(self.proj2(self.act(self.norm1(self.proj1(x)))))
         if self.video:
-            return x.permute(0, 2, 3, 4, 1)
-        return x.permute(0, 2, 3, 1).unsqueeze(1)
+            x = x.permute(0, 2, 3, 4, 1)
+        else:
+            x = x.permute(0, 2, 3, 1).unsqueeze(1)
+        return x.contiguous() if self.fast_paths else x
 
 
 class Downsample(BaseModule):

@@ -190,7 +190,7 @@ class PlainDownsample(nn.Module):
 def _plain_copy(module: nn.Module) -> nn.Module:
     if isinstance(module, Stem):
         new = copy.copy(module)  # same layers, called one by one
-        new.fuse_inference = False
+        new.fast_paths = False
         return new
     if isinstance(module, Downsample):
         return PlainDownsample(module)
