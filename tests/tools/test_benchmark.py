@@ -47,3 +47,20 @@ def test_benchmark_under_torch_compile(tmp_path, repo_root):
     assert ours['infer_s'] > 0 and ours['train_s'] > 0
     assert ours['infer_warmup_s'] > 0
     assert 'torch.compile (aot_eager)' in (tmp_path / 'b.md').read_text()
+
+
+def test_benchmark_stages_split(tmp_path, repo_root):
+    """--stages splits one inference per round by backbone part, for ours,
+    the plain twin and the floor, with the same part names."""
+    stdout, result = run_benchmark(repo_root, tmp_path, '--stages')
+    assert '[stages]' in stdout
+    ours = result['models']['MorphMLP3D-tiny-4f']
+    plain = result['models']['MorphMLP3D-tiny-4f plain']
+    parts = ['patch_embed1', 'blocks1', 'patch_embed2', 'blocks2',
+             'patch_embed3', 'blocks3', 'patch_embed4', 'blocks4']
+    for res in (ours, plain):
+        assert [p for p in res['infer_parts_ms'] if p in parts] == parts
+        assert all(v > 0 for v in res['infer_parts_ms'].values())
+    floor = ours['infer_parts_floor_ms']
+    assert set(floor) <= set(ours['infer_parts_ms'])
+    assert all(floor[p] > 0 for p in parts)

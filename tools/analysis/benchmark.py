@@ -399,6 +399,20 @@ class Floor:
         # One random input (and output gradient) per distinct shape.
         self.inputs = {shape: torch.randn(shape) for _, shape in calls}
         self.grads: Dict[Tuple, torch.Tensor] = {}
+        self.part_of = {id(mod): name for name, mod in model_parts(model)
+                        for mod in mod.modules()}
+
+    def time_parts(self, clock: Callable[[], float]) -> Dict[str, float]:
+        """Inference floor split by the parts of :func:`model_parts`."""
+        parts: Dict[str, float] = {}
+        with torch.no_grad():
+            for mod, shape, _ in self.calls:
+                mod.eval()
+                start = clock()
+                mod(self.inputs[shape])
+                part = self.part_of.get(id(mod), 'other')
+                parts[part] = parts.get(part, 0.) + clock() - start
+        return parts
 
     def time(self, mode: str, clock: Callable[[], float]) -> float:
         total = 0.
@@ -424,6 +438,39 @@ class Floor:
             total += clock() - start
             mod.zero_grad(set_to_none=True)
         return total
+
+
+def model_parts(model: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """The top-level parts of a backbone: each child module, the blocks of
+    a ModuleList (``blocks1``...) counted as one part."""
+    return [(name, child) for name, child in model.named_children()
+            if any(True for _ in child.parameters())]
+
+
+def time_parts(model: nn.Module, x: torch.Tensor,
+               clock: Callable[[], float]) -> Dict[str, float]:
+    """One inference call of ``model``, its time split by
+    :func:`model_parts` (forward hooks; a ModuleList part sums the calls
+    of its members)."""
+    parts: Dict[str, float] = {}
+    starts: Dict[int, float] = {}
+    hooks = []
+    for name, part in model_parts(model):
+        members = list(part) if isinstance(part, nn.ModuleList) else [part]
+        for mod in members:
+            hooks.append(mod.register_forward_pre_hook(
+                lambda m, args: starts.__setitem__(id(m), clock())))
+            hooks.append(mod.register_forward_hook(
+                lambda m, args, out, name=name: parts.__setitem__(
+                    name, parts.get(name, 0.) + clock() - starts[id(m)])))
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return parts
 
 
 def dense_matmul_seconds(clock: Callable[[], float], n: int = 2048) -> float:
@@ -632,6 +679,33 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
                 res[f'{mode}_floor_runs'] = floor_times[owner]
                 res[f'{mode}_x_floor'] = res[f'{mode}_s'] / \
                     res[f'{mode}_floor_s']
+    if args.stages and 'infer' in args.modes:
+        print('\n[stages] inference split by backbone part (ms)')
+        split = {s.name: [] for s in specs if not s.train_only}
+        floor_split = {name: [] for name in floors}
+        for _ in range(args.repeats):
+            for spec in specs:
+                if spec.train_only:
+                    continue
+                b = built[spec.name]
+                split[spec.name].append(time_parts(b.model, b.x, clock))
+                if spec.name in floors:
+                    floor_split[spec.name].append(
+                        floors[spec.name].time_parts(clock))
+        for spec in specs:
+            if spec.name in split:
+                res = spec.results
+                res['infer_parts_ms'] = _median_parts(split[spec.name])
+                owner = spec.plain_of or spec.name
+                if floor_split.get(owner):
+                    res['infer_parts_floor_ms'] = _median_parts(
+                        floor_split[owner])
+                print(f'  {spec.name}: ' + ', '.join(
+                    f'{k} {v:.0f}' for k, v in res['infer_parts_ms'].items()))
+                if 'infer_parts_floor_ms' in res and spec.plain_of is None:
+                    print(f'  {spec.name} floor: ' + ', '.join(
+                        f'{k} {v:.0f}'
+                        for k, v in res['infer_parts_floor_ms'].items()))
     dense_s = median(dense)
     meta['dense_gflops'] = 2 * 2048**3 / dense_s / 1e9 if dense_s else None
     meta['dense_runs_s'] = dense
@@ -661,6 +735,11 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
             res['video_s'] = res['infer_s'] * spec.views
     return dict(meta=meta, models={s.name: s.results for s in specs},
                 ratios=compute_ratios(specs, args.reference))
+
+
+def _median_parts(runs: List[Dict[str, float]]) -> Dict[str, float]:
+    """Per-part medians in ms, parts in the order of the first run."""
+    return {k: 1e3 * median([r.get(k, 0.) for r in runs]) for k in runs[0]}
 
 
 def compute_ratios(specs: List[Spec],
@@ -938,6 +1017,11 @@ def build_parser() -> argparse.ArgumentParser:
                         'eager layers')
     parser.add_argument('--no-floor', action='store_true')
     parser.add_argument('--no-flops', action='store_true')
+    parser.add_argument('--stages', action='store_true',
+                        help='after the timed rounds, split one inference '
+                        'per round by backbone part (stem, each stage\'s '
+                        'blocks, each downsampling; eager models), the GEMM floor split '
+                        'the same way')
     parser.add_argument('--quick', action='store_true',
                         help='tiny inputs, for a smoke run')
     parser.add_argument('--reference', nargs=2, action='append',
