@@ -299,8 +299,7 @@ class Stem(BaseModule):
         in oneDNN's preferred layout and the output is already (B, T', H', W',
         C1) in memory: no BN, GELU or permutation pass over the activations.
         """
-        video = x.dim() == 5
-        memory_format = torch.channels_last_3d if video else \
+        memory_format = torch.channels_last_3d if self.video else \
             torch.channels_last
         x = x.contiguous(memory_format=memory_format)
         pointwise = torch.ops.mkldnn._convolution_pointwise
@@ -319,7 +318,11 @@ class Stem(BaseModule):
             x = pointwise(x, weight, shift, conv.padding, conv.stride,
                           conv.dilation, conv.groups, act, [],
                           'none' if act == 'gelu' else '')
-        if video:
+        return self._tokens(x)
+
+    def _tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolution output -> (B, T', H', W', C1) view."""
+        if self.video:
             return x.permute(0, 2, 3, 4, 1)
         return x.permute(0, 2, 3, 1).unsqueeze(1)
 
@@ -327,11 +330,8 @@ class Stem(BaseModule):
         """(B, C, H, W) or (B, C, T, H, W) -> (B, T', H/4, W/4, C1)."""
         if self._can_fuse(x):
             return self.forward_fused(x)
-        x = self.norm2(self.proj2(self.act(self.norm1(self.proj1(x)))))
-        if self.video:
-            x = x.permute(0, 2, 3, 4, 1)
-        else:
-            x = x.permute(0, 2, 3, 1).unsqueeze(1)
+        x = self._tokens(
+            self.norm2(self.proj2(self.act(self.norm1(self.proj1(x))))))
         return x.contiguous() if self.fast_paths else x
 
 
