@@ -386,13 +386,7 @@ class Floor:
                 lambda mod, args: calls.append((mod, tuple(args[0].shape))))
             for m in model.modules() if isinstance(m, LAYER_TYPES)
         ]
-        model.eval()
-        try:
-            with torch.no_grad():
-                model(x)
-        finally:
-            for hook in hooks:
-                hook.remove()
+        _infer_once(model, x, hooks)
         # The first layer sees the network input, which needs no gradient.
         self.calls = [(mod, shape, i > 0 or shape != tuple(x.shape))
                       for i, (mod, shape) in enumerate(calls)]
@@ -463,6 +457,12 @@ def time_parts(model: nn.Module, x: torch.Tensor,
             hooks.append(mod.register_forward_hook(
                 lambda m, args, out, name=name: parts.__setitem__(
                     name, parts.get(name, 0.) + clock() - starts[id(m)])))
+    _infer_once(model, x, hooks)
+    return parts
+
+
+def _infer_once(model: nn.Module, x: torch.Tensor, hooks: List) -> None:
+    """One eval-mode, no-grad call of ``model``; ``hooks`` removed after."""
     model.eval()
     try:
         with torch.no_grad():
@@ -470,7 +470,6 @@ def time_parts(model: nn.Module, x: torch.Tensor,
     finally:
         for hook in hooks:
             hook.remove()
-    return parts
 
 
 def dense_matmul_seconds(clock: Callable[[], float], n: int = 2048) -> float:
