@@ -397,7 +397,7 @@ class Floor:
                         for mod in mod.modules()}
 
     def time_parts(self, clock: Callable[[], float]) -> Dict[str, float]:
-        """Inference floor split by the parts of :func:`model_parts`."""
+        """Inference floor, split by the parts of :func:`model_parts`."""
         parts: Dict[str, float] = {}
         with torch.no_grad():
             for mod, shape, _ in self.calls:
@@ -409,17 +409,12 @@ class Floor:
         return parts
 
     def time(self, mode: str, clock: Callable[[], float]) -> float:
+        if mode == 'infer':
+            return sum(self.time_parts(clock).values())
         total = 0.
         for mod, shape, needs_grad in self.calls:
-            mod.train(mode == 'train')
-            inp = self.inputs[shape]
-            if mode == 'infer':
-                with torch.no_grad():
-                    start = clock()
-                    mod(inp)
-                    total += clock() - start
-                continue
-            inp = inp.detach().requires_grad_(needs_grad)
+            mod.train()
+            inp = self.inputs[shape].detach().requires_grad_(needs_grad)
             key = (id(mod), shape)
             if key not in self.grads:
                 with torch.no_grad():
