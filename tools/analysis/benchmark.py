@@ -694,12 +694,11 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
                 if floor_split.get(owner):
                     res['infer_parts_floor_ms'] = _median_parts(
                         floor_split[owner])
-                print(f'  {spec.name}: ' + ', '.join(
-                    f'{k} {v:.0f}' for k, v in res['infer_parts_ms'].items()))
+                print(f'  {spec.name}: ' +
+                      _fmt_parts(res['infer_parts_ms']))
                 if 'infer_parts_floor_ms' in res and spec.plain_of is None:
-                    print(f'  {spec.name} floor: ' + ', '.join(
-                        f'{k} {v:.0f}'
-                        for k, v in res['infer_parts_floor_ms'].items()))
+                    print(f'  {spec.name} floor: ' +
+                          _fmt_parts(res['infer_parts_floor_ms']))
     dense_s = median(dense)
     meta['dense_gflops'] = 2 * 2048**3 / dense_s / 1e9 if dense_s else None
     meta['dense_runs_s'] = dense
@@ -729,6 +728,10 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
             res['video_s'] = res['infer_s'] * spec.views
     return dict(meta=meta, models={s.name: s.results for s in specs},
                 ratios=compute_ratios(specs, args.reference))
+
+
+def _fmt_parts(parts: Dict[str, float]) -> str:
+    return ', '.join(f'{k} {v:.0f}' for k, v in parts.items())
 
 
 def _median_parts(runs: List[Dict[str, float]]) -> Dict[str, float]:
@@ -1014,8 +1017,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--stages', action='store_true',
                         help='after the timed rounds, split one inference '
                         'per round by backbone part (stem, each stage\'s '
-                        'blocks, each downsampling; eager models), the GEMM floor split '
-                        'the same way')
+                        'blocks, each downsampling; eager models), the GEMM '
+                        'floor split the same way')
     parser.add_argument('--quick', action='store_true',
                         help='tiny inputs, for a smoke run')
     parser.add_argument('--reference', nargs=2, action='append',
