@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
+from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _BatchNorm
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
@@ -77,10 +78,34 @@ class MorphBlock(BaseModule):
     def temporal(self) -> bool:
         return hasattr(self, 't_fc')
 
+    #: Tokens per chunk of the channel MLP in training on the CPU (see
+    #: :class:`_ResidualMlpFunction`): the chunk's 3C-wide hidden layer and
+    #: its gradient stay in the CPU caches (1024 x 3C floats: 1.3 MiB at
+    #: C = 112). ``0`` gives the MLP to autograd.
+    train_mlp_chunk = 1024
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         xt = x + self.t_fc(self.t_norm1(x)) if self.temporal else x
         x = x + self.drop_path(self.fc(self.norm1(xt)))
+        if _ResidualMlpFunction.applies(self, x):
+            return _ResidualMlpFunction.apply(x, self._path_scale(x),
+                                              self.train_mlp_chunk,
+                                              self.norm2.eps,
+                                              *self._mlp_params())
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def _mlp_params(self) -> Tuple[torch.Tensor, ...]:
+        return (self.norm2.weight, self.norm2.bias, self.mlp.fc1.weight,
+                self.mlp.fc1.bias, self.mlp.fc2.weight, self.mlp.fc2.bias)
+
+    def _path_scale(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """Per-sample factor of an active DropPath, drawn by the module
+        itself on a (B, 1, 1, 1, 1) tensor of ones (the draw it makes for
+        a full tensor), or ``None``."""
+        if isinstance(self.drop_path, DropPath) and self.drop_path.training \
+                and self.drop_path.drop_prob > 0:
+            return self.drop_path(x.new_ones(x.shape[0], 1, 1, 1, 1))
+        return None
 
     def _can_stream(self, x: torch.Tensor) -> bool:
         """Streaming needs no autograd graph and no random layers.
@@ -192,6 +217,106 @@ class MorphBlock(BaseModule):
         if self._can_stream(x):
             return self.forward_streamed(x)
         return self._forward(x)
+
+
+class _ResidualMlpFunction(torch.autograd.Function):
+    """``y + DropPath(fc2(GELU(fc1(norm2(y)))))`` in token chunks (training).
+
+    Autograd of the layer-by-layer MLP writes, and reads back in the
+    backward, the normalised input, the 3C-wide hidden layer before and
+    after GELU and the gradients of both: every one of them a pass over
+    memory at the first stages, where they do not fit in the caches (the
+    hidden layer of one MorphMLP-S block at 16 x 224 x 224 is 34 MB). Here
+    the forward runs ``chunk`` tokens at a time and keeps only the hidden
+    layer before GELU (and the LayerNorm statistics); the backward
+    recomputes, per chunk and in cache, the normalised input and the GELU
+    output, and accumulates the weight gradients chunk by chunk. That stores
+    3C instead of 7C floats per token and moves the elementwise work into
+    the caches. The idea is the fused MLP of memory-efficient transformer
+    kernels (e.g. xFormers' and Apex's fused MLP), written here with
+    PyTorch ops.
+
+    Used by :meth:`MorphBlock._forward` on the CPU outside autocast and
+    graph capture, with the block's MLP as built (GELU, no Dropout), when
+    the clip has more than ``chunk`` tokens; a DropPath enters as the
+    per-sample ``scale`` it would multiply by. Outputs and gradients equal
+    autograd of the layers (tests).
+    """
+
+    @staticmethod
+    def applies(block: 'MorphBlock', x: torch.Tensor) -> bool:
+        mlp = block.mlp
+        return (block.train_mlp_chunk > 0 and torch.is_grad_enabled()
+                and x.device.type == 'cpu' and not graph_capture()
+                and not torch.is_autocast_enabled('cpu')
+                and x.shape[:-1].numel() > block.train_mlp_chunk
+                and isinstance(mlp.act, nn.GELU)
+                and mlp.act.approximate == 'none'
+                and isinstance(mlp.drop, nn.Identity)
+                and block.norm2.weight is not None
+                and block.norm2.bias is not None
+                and mlp.fc1.bias is not None and mlp.fc2.bias is not None)
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor, scale: Optional[torch.Tensor],
+                chunk: int, eps: float, ln_w: torch.Tensor,
+                ln_b: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
+                w2: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
+        C = y.shape[-1]
+        y2 = y.reshape(-1, C)
+        rows = y2.shape[0]
+        # per-token DropPath factor (tokens of a sample are consecutive)
+        row_scale = None if scale is None else scale.reshape(
+            -1, 1).repeat_interleave(rows // y.shape[0], 0)
+        hidden = y2.new_empty(rows, w1.shape[0])
+        out = torch.empty_like(y2)
+        means, rstds = [], []
+        for r0 in range(0, rows, chunk):
+            part = slice(r0, r0 + chunk)
+            n, mean, rstd = torch.native_layer_norm(y2[part], (C, ), ln_w,
+                                                    ln_b, eps)
+            means.append(mean)
+            rstds.append(rstd)
+            act = F.gelu(torch.addmm(b1, n, w1.t(), out=hidden[part]))
+            if row_scale is None:
+                torch.addmm(y2[part], act, w2.t(), out=out[part]).add_(b2)
+            else:
+                torch.addcmul(y2[part], torch.addmm(b2, act, w2.t()),
+                              row_scale[part], out=out[part])
+        ctx.chunk, ctx.eps = chunk, eps
+        ctx.save_for_backward(y2, hidden, torch.cat(means), torch.cat(rstds),
+                              row_scale, ln_w, ln_b, w1, w2)
+        return out.view(y.shape)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        y2, hidden, mean, rstd, row_scale, ln_w, ln_b, w1, w2 = \
+            ctx.saved_tensors
+        C = y2.shape[1]
+        g2 = grad.reshape(-1, C)
+        grad_y = torch.empty_like(y2)
+        grads = [torch.zeros_like(t) for t in (ln_w, ln_b, w1)]
+        grads += [w1.new_zeros(w1.shape[0]), torch.zeros_like(w2),
+                  w2.new_zeros(w2.shape[0])]
+        g_ln_w, g_ln_b, g_w1, g_b1, g_w2, g_b2 = grads
+        for r0 in range(0, y2.shape[0], ctx.chunk):
+            part = slice(r0, r0 + ctx.chunk)
+            y, h, g = y2[part], hidden[part], g2[part]
+            g_mlp = g if row_scale is None else g * row_scale[part]
+            g_w2.addmm_(g_mlp.t(), F.gelu(h))
+            g_b2 += g_mlp.sum(0)
+            g_h = torch.ops.aten.gelu_backward(g_mlp @ w2, h)
+            n = torch.native_layer_norm(y, (C, ), ln_w, ln_b, ctx.eps)[0]
+            g_w1.addmm_(g_h.t(), n)
+            g_b1 += g_h.sum(0)
+            g_n, g_w, g_b = torch.ops.aten.native_layer_norm_backward(
+                g_h @ w1, y, (C, ), mean[part], rstd[part], ln_w, ln_b,
+                [True, True, True])
+            torch.add(g_n, g, out=grad_y[part])
+            g_ln_w += g_w
+            g_ln_b += g_b
+        return (grad_y.view(grad.shape), None, None, None, *grads)
 
 
 def _residual_linear(residual: torch.Tensor, x: torch.Tensor,

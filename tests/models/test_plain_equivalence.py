@@ -173,17 +173,31 @@ def test_inference_equals_plain(build, shape, stream_tokens, onednn,
 @pytest.mark.parametrize('build,shape', [(image_model, (2, 3, 40, 52)),
                                          (video_model, (2, 3, 8, 36, 28))])
 @pytest.mark.parametrize('with_cp', [False, True])
-def test_training_equals_plain(build, shape, with_cp):
-    """Autograd path (train mode) and checkpointing: outputs and grads.
+@pytest.mark.parametrize('mlp_chunk', [0, 7])
+def test_training_equals_plain(build, shape, with_cp, mlp_chunk,
+                               monkeypatch):
+    """Autograd path (train mode) and checkpointing: outputs and grads,
+    with the channel MLP given to autograd (chunk 0) and in chunks of 7
+    tokens (:class:`~morphmlp_mm.models.blocks._ResidualMlpFunction`: every
+    block of these clips has more tokens, most counts with a partial last
+    chunk).
 
     ``norm_eval`` keeps the stem's BatchNorm on its running statistics: with
     batch statistics the gradients of the conv biases in front of it are
     zero up to rounding noise, which no tolerance can compare.
     """
+    monkeypatch.setattr(MorphBlock, 'train_mlp_chunk', mlp_chunk)
+    calls = []
+    real_apply = blocks._ResidualMlpFunction.apply
+    monkeypatch.setattr(blocks._ResidualMlpFunction, 'apply',
+                        lambda *args: calls.append(1) or real_apply(*args))
     model = build(with_cp=with_cp, norm_eval=True).train()
     plain = build_plain(model)
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(4))
     check_grads(model, plain, x)
+    blocks_run = sum(len(getattr(model, f'blocks{i}')) for i in range(1, 5))
+    # with_cp: the first forward streams, the recompute takes the function
+    assert len(calls) == (blocks_run if mlp_chunk else 0)
 
 
 def test_eval_with_grad_equals_plain():
@@ -296,3 +310,45 @@ def test_with_cp_first_forward_streams(monkeypatch):
                     for m in model.modules() if isinstance(m, MorphBlock)]
     assert without_drop.count(False) >= 1
     assert len(calls) == without_drop.count(True)
+
+
+@pytest.mark.parametrize('shape', [(3, 4, 6, 5, 24), (1, 2, 7, 9, 24)])
+def test_chunked_mlp_with_drop_path_equals_layers(shape, monkeypatch):
+    """DropPath enters the chunked MLP as the per-sample factor the module
+    draws itself: same seed, same samples dropped, same outputs and
+    gradients as the layer-by-layer block."""
+    block = randomize(MorphBlock(24, (1, 4), 3., frames=shape[1],
+                                 drop_path=0.5)).train()
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(6))
+    weight = torch.randn(shape, generator=torch.Generator().manual_seed(7))
+    results = []
+    for chunk in (0, 16):
+        monkeypatch.setattr(MorphBlock, 'train_mlp_chunk', chunk)
+        torch.manual_seed(3)
+        results.append(grads(block, x, [weight]))
+    (out_a, gx_a, gp_a), (out_b, gx_b, gp_b) = results
+    assert_outputs_close(out_a, out_b)
+    assert_grad_close(gx_b, gx_a, 'input')
+    for name in gp_a:
+        assert_grad_close(gp_b[name], gp_a[name], name)
+    with torch.no_grad():  # the draws did drop paths
+        assert not torch.allclose(out_b[0], block.eval()(x), atol=1e-3)
+
+
+def test_chunked_mlp_only_where_it_applies(monkeypatch):
+    """Not under autocast, not for no-grad calls, not with an active
+    Dropout in the MLP, not for clips of at most one chunk."""
+    block = randomize(MorphBlock(24, (1, 4), 3., frames=2)).train()
+    x = torch.randn(1, 2, 6, 8, 24, requires_grad=True)
+    applies = blocks._ResidualMlpFunction.applies
+    monkeypatch.setattr(MorphBlock, 'train_mlp_chunk', 16)
+    assert applies(block, x)
+    with torch.no_grad():
+        assert not applies(block, x)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert not applies(block, x)
+    monkeypatch.setattr(MorphBlock, 'train_mlp_chunk', 96)
+    assert not applies(block, x)
+    monkeypatch.setattr(MorphBlock, 'train_mlp_chunk', 16)
+    block.mlp.drop = nn.Dropout(0.1)
+    assert not applies(block, x)
