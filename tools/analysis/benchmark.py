@@ -5,13 +5,16 @@ state, and reports ratios:
 
 * **inference** (eval mode, ``torch.no_grad``, one clip or image per call)
   and **training steps** (train mode: forward, ``mean`` loss over the
-  outputs, backward, AdamW step; gradients and AdamW state are dropped after
-  each timed step so that one process holds every model), in seconds per
-  call and clips (images) per second;
+  outputs, backward, AdamW step; as in a training loop the AdamW moments
+  persist from step to step and the gradients are dropped before the next
+  step), in seconds per call and clips (images) per second;
 * the **GEMM floor**: the time of the model's own ``nn.Linear`` and
   ``nn.Conv{1,2,3}d`` layers run alone, one call per layer call of a
   forward, at the exact input shapes (training: forward + backward of each
-  layer). ``x floor`` = model time / floor time. For MorphMLP the layer calls
+  layer, plus the AdamW step on the model's parameters, timed inside its
+  own step: no implementation of the layers avoids it; the JSON has the
+  layers alone as ``train_floor_layers_s``, the optimizer as
+  ``train_optimizer_s``). ``x floor`` = model time / floor time. For MorphMLP the layer calls
   are recorded on the plain twin (``morphmlp_mm.models.plain``), i.e. the
   official algorithm, so our model and its plain twin share one floor;
 * multiply-adds per view (``mmengine.analysis``, the fvcore convention of
@@ -335,12 +338,15 @@ class Built:
         with torch.no_grad():
             self.fn(self.x)
 
-    def train_step(self, keep_state: bool = True) -> None:
-        """Forward, mean loss, backward, AdamW step.
+    def train_step(self, clock: Callable[[], float] = time.perf_counter
+                   ) -> float:
+        """Forward, mean loss, backward, AdamW step, as in a training loop:
+        the gradients of the previous step are dropped first
+        (``zero_grad(set_to_none=True)``, what mmengine's optimizer wrapper
+        does), the AdamW moments persist from step to step.
 
-        With ``keep_state=False`` the gradients and the AdamW moments are
-        dropped after the step (and re-created, zero-filled, by the next
-        one), so that a run can hold many models in memory.
+        Returns:
+            float: time of the AdamW step alone (``clock``).
         """
         self.model.train()
         if self.optimizer is None:
@@ -350,16 +356,18 @@ class Built:
         outs = _tensors(self.fn(self.x))
         loss = sum(o.float().mean() for o in outs if o.requires_grad)
         loss.backward()
+        start = clock()
         self.optimizer.step()
-        if not keep_state:
-            self.optimizer.zero_grad(set_to_none=True)
-            self.optimizer.state.clear()
+        return clock() - start
 
-    def run(self, mode: str, keep_state: bool = True) -> None:
+    def run(self, mode: str,
+            clock: Callable[[], float] = time.perf_counter) -> float:
+        """One inference call or training step; returns the optimizer's
+        share of it (0 for inference)."""
         if mode == 'infer':
             self.infer()
-        else:
-            self.train_step(keep_state)
+            return 0.
+        return self.train_step(clock)
 
 
 def _tensors(value) -> List[torch.Tensor]:
@@ -640,7 +648,7 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
         print(f'\n[{mode}] warm-up')
         for spec in mode_specs:
             start = time.perf_counter()
-            built[spec.name].run(mode, keep_state=False)
+            built[spec.name].run(mode)
             spec.results[f'{mode}_warmup_s'] = time.perf_counter() - start
             if args.compile:
                 print(f"  {spec.name}: compiled and ran once in "
@@ -648,17 +656,25 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
             if spec.name in floors:
                 floors[spec.name].time(mode, clock)
         times = {s.name: [] for s in mode_specs}
+        opt_times = {s.name: [] for s in mode_specs}
         floor_times = {name: [] for name in floors}
+        layer_times = {name: [] for name in floors}
         for r in range(args.repeats):
             order = mode_specs[r % len(mode_specs):] + \
                 mode_specs[:r % len(mode_specs)]
             for spec in order:
                 start = clock()
-                built[spec.name].run(mode, keep_state=False)
+                opt_times[spec.name].append(built[spec.name].run(mode, clock))
                 times[spec.name].append(clock() - start)
                 if spec.name in floors:
+                    # training: the layers' forward + backward, plus the
+                    # AdamW step on the same parameters timed inside the
+                    # model's own step (no implementation of the layers
+                    # avoids it)
+                    layers = floors[spec.name].time(mode, clock)
+                    layer_times[spec.name].append(layers)
                     floor_times[spec.name].append(
-                        floors[spec.name].time(mode, clock))
+                        layers + opt_times[spec.name][-1])
             dense.append(dense_matmul_seconds(clock))
             print(f'  round {r + 1}/{args.repeats}: ' + ', '.join(
                 f'{s.name} {times[s.name][-1]:.3f}s' for s in mode_specs) +
@@ -668,9 +684,13 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
             res = spec.results
             res[f'{mode}_s'] = median(times[spec.name])
             res[f'{mode}_runs'] = times[spec.name]
+            if mode == 'train':
+                res['train_optimizer_s'] = median(opt_times[spec.name])
             if owner in floor_times and floor_times[owner]:
                 res[f'{mode}_floor_s'] = median(floor_times[owner])
                 res[f'{mode}_floor_runs'] = floor_times[owner]
+                if mode == 'train':
+                    res['train_floor_layers_s'] = median(layer_times[owner])
                 res[f'{mode}_x_floor'] = res[f'{mode}_s'] / \
                     res[f'{mode}_floor_s']
     if args.stages and 'infer' in args.modes:
@@ -919,11 +939,12 @@ def format_markdown(result: Dict) -> str:
         'Columns: `GMACs` per view (fvcore convention; MorphMLP counted on '
         'its plain twin); `infer s` one clip (image), eval mode, no grad; '
         '`x floor` the time over the GEMM floor (the model\'s own Linear and '
-        'Conv layers run alone at their exact shapes, same run); `% dense` '
+        'Conv layers run alone at their exact shapes, same run; for '
+        'training their forward + backward plus the AdamW step on the '
+        'model\'s parameters); `% dense` '
         'achieved 2 x MACs / s over the dense matmul rate; `train s` one '
-        'step (forward, mean loss, backward, AdamW; the timed runs drop '
-        'gradients and AdamW state after each step so that all models fit '
-        'in memory); `mem MB` peak RSS of '
+        'step (forward, mean loss, backward, AdamW, whose moments persist '
+        'from step to step as in training); `mem MB` peak RSS of '
         'one call / step above the imported libraries, in a fresh process '
         'after a warm-up step (weights, gradients, optimizer state and '
         'activations); `s/video` '
