@@ -55,9 +55,13 @@ def test_benchmark_under_torch_compile(tmp_path, repo_root):
 
 def test_benchmark_stages_split(tmp_path, repo_root):
     """--stages splits one inference per round by backbone part, for ours,
-    the plain twin and the floor, with the same part names."""
-    stdout, result = run_benchmark(repo_root, tmp_path, '--stages')
+    the plain twin and the floor, with the same part names (here with the
+    glibc heap retained, which the outputs say)."""
+    stdout, result = run_benchmark(repo_root, tmp_path, '--stages',
+                                   '--retain-heap')
     assert '[stages]' in stdout
+    assert result['meta']['heap'].startswith('retained')
+    assert 'glibc heap retained' in stdout
     ours = result['models']['MorphMLP3D-tiny-4f']
     plain = result['models']['MorphMLP3D-tiny-4f plain']
     parts = ['patch_embed1', 'blocks1', 'patch_embed2', 'blocks2',

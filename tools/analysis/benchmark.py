@@ -589,7 +589,9 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
         cores=os.cpu_count(), loadavg_start=os.getloadavg(),
         repeats=args.repeats, dtype='float32', clock=args.clock,
         batch=specs[0].shape[0],
-        compile=args.compile)
+        compile=args.compile,
+        heap='retained (--retain-heap)' if args.retain_heap else
+        'glibc default')
     print(f"torch {meta['torch']}, {meta['threads']} threads, "
           f"{meta['cores']} cores, {args.clock} clock, loadavg "
           f"{tuple(round(v, 1) for v in meta['loadavg_start'])}")
@@ -891,6 +893,9 @@ def format_text(result: Dict) -> str:
     if meta.get('compile'):
         out.append(f"models run under torch.compile ({meta['compile']}); "
                    'the floor is the eager layers')
+    if meta.get('heap', '').startswith('retained'):
+        out.append('glibc heap retained (--retain-heap): no page faults on '
+                   'fresh memory in the timed steps')
     out += ratio_lines(result)
     return '\n'.join(out)
 
@@ -909,7 +914,9 @@ def format_markdown(result: Dict) -> str:
         f"{meta['batch']}, {threads}, {clock}, torch {meta['torch']}, "
         f"{meta['date']}"
         + (f", under torch.compile ({meta['compile']}), the floor eager"
-           if meta.get('compile') else '') + '):',
+           if meta.get('compile') else '')
+        + (', glibc heap retained' if meta.get('heap', '').startswith(
+            'retained') else '') + '):',
         '',
         '```bash',
         meta['command'],
@@ -1033,6 +1040,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help='time every model under torch.compile (backend '
                         'inductor unless named); the GEMM floor stays the '
                         'eager layers')
+    parser.add_argument('--retain-heap', action='store_true',
+                        help='glibc: serve every allocation from the heap '
+                        'and never give freed memory back to the kernel, '
+                        'so that no step pays page faults on fresh memory '
+                        '(what caching allocators such as jemalloc or '
+                        'tcmalloc approach); the default leaves glibc as '
+                        'a training process gets it')
     parser.add_argument('--no-floor', action='store_true')
     parser.add_argument('--no-flops', action='store_true')
     parser.add_argument('--stages', action='store_true',
@@ -1089,6 +1103,17 @@ def write_outputs(result: Dict, args) -> None:
         print(f'wrote {args.md}')
 
 
+def retain_heap() -> None:
+    """glibc ``mallopt``: no mmap for large blocks (M_MMAP_THRESHOLD), no
+    trimming of the heap top (M_TRIM_THRESHOLD), both set to 1 GiB."""
+    libc = ctypes.CDLL('libc.so.6')
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    if not (libc.mallopt(m_mmap_threshold, 1 << 30)
+            and libc.mallopt(m_trim_threshold, 1 << 30)):
+        raise RuntimeError('--retain-heap: glibc mallopt refused the '
+                           'thresholds')
+
+
 def main(argv: Optional[List[str]] = None) -> Dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -1102,6 +1127,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     if args.child:
         child_memory(args)
         return {}
+    if args.retain_heap:
+        retain_heap()
     args.argv = argv
     # what a memory subprocess needs to rebuild the same specs
     keep = []
