@@ -16,9 +16,10 @@ state, and reports ratios:
   layer, plus the AdamW step on the model's parameters, timed inside its
   own step: no implementation of the layers avoids it; the JSON has the
   layers alone as ``train_floor_layers_s``, the optimizer as
-  ``train_optimizer_s``). ``x floor`` = model time / floor time. For MorphMLP the layer calls
-  are recorded on the plain twin (``morphmlp_mm.models.plain``), i.e. the
-  official algorithm, so our model and its plain twin share one floor;
+  ``train_optimizer_s``). ``x floor`` = model time / floor time. For
+  MorphMLP the layer calls are recorded on the plain twin
+  (``morphmlp_mm.models.plain``), i.e. the official algorithm, so our model
+  and its plain twin share one floor;
 * multiply-adds per view (``mmengine.analysis``, the fvcore convention of
   the papers; MorphMLP counted on its plain twin like
   ``tools/analysis/get_flops.py``), the achieved GFLOP/s (2 x MACs / time)
