@@ -1,8 +1,12 @@
 """Smoke runs of tools/analysis/benchmark.py at tiny shapes (no timing asserts)."""
+import ctypes
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+
+import pytest
 
 TINY = ['--arch', 'tiny', '--frames', '4', '--size', '64', '--modes', 'infer',
         'train', '--repeats', '1', '--threads', '1', '--quick', '--no-flops']
@@ -72,3 +76,20 @@ def test_benchmark_stages_split(tmp_path, repo_root):
     floor = ours['infer_parts_floor_ms']
     assert set(floor) <= set(ours['infer_parts_ms'])
     assert all(floor[p] > 0 for p in parts)
+
+
+def test_retain_heap_without_glibc_says_so(repo_root, monkeypatch):
+    """--retain-heap on a system without glibc: a clear error naming the
+    option, not an OSError from ctypes."""
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_tool', os.path.join(repo_root, 'tools', 'analysis',
+                                       'benchmark.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+
+    def no_glibc(name):
+        raise OSError(f'{name}: cannot open shared object file')
+
+    monkeypatch.setattr(ctypes, 'CDLL', no_glibc)
+    with pytest.raises(RuntimeError, match='--retain-heap needs glibc'):
+        tool.retain_heap()

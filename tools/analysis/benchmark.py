@@ -1122,7 +1122,11 @@ def write_outputs(result: Dict, args) -> None:
 def retain_heap() -> None:
     """glibc ``mallopt``: no mmap for large blocks (M_MMAP_THRESHOLD), no
     trimming of the heap top (M_TRIM_THRESHOLD), both set to 1 GiB."""
-    libc = ctypes.CDLL('libc.so.6')
+    try:
+        libc = ctypes.CDLL('libc.so.6')
+    except OSError as err:
+        raise RuntimeError(f'--retain-heap needs glibc (libc.so.6), which '
+                           f'this system does not load: {err}') from err
     m_trim_threshold, m_mmap_threshold = -1, -3
     if not (libc.mallopt(m_mmap_threshold, 1 << 30)
             and libc.mallopt(m_trim_threshold, 1 << 30)):
