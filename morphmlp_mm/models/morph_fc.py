@@ -78,6 +78,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
+from torch.autograd.function import once_differentiable
 
 #: Stage resolutions of the 224 x 224 reference input (stride 4, 8, 16, 32).
 REFERENCE_STAGE_SIZES = (56, 28, 14, 7)
@@ -258,6 +259,10 @@ def _from_windows(y: torch.Tensor, shape: torch.Size,
                   window: Tuple[int, int], transpose: bool) -> torch.Tensor:
     """Undo :func:`_to_windows` as a view (no copy).
 
+    ``y`` holds the rows of :func:`_to_windows`, either as the (M, C) matrix
+    or as any (M / G, G, C) view of them (for example a transposed per-group
+    product); only its dimensions are split, so any strides work.
+
     Returns the padded map as an 8-D strided view
     ``(B, F, nh, wh, nw, ww, G, S)``: merging (nh, wh) and (nw, ww) gives
     (B, F, Hp, Wp, C). Elementwise ops read it without a separate copy.
@@ -267,10 +272,12 @@ def _from_windows(y: torch.Tensor, shape: torch.Size,
     S = C // groups
     wh, ww = _window_extent(window, transpose)
     nh, nw = math.ceil(H / wh), math.ceil(W / ww)
+    if y.dim() == 2:
+        y = y.unflatten(0, (-1, groups))
     if transpose:
-        y = y.view(B, F_, nw, nh, groups, ww, wh, S)
+        y = y.unflatten(0, (B, F_, nw, nh)).unflatten(-1, (ww, wh, S))
         return y.permute(0, 1, 3, 6, 2, 5, 4, 7)
-    y = y.view(B, F_, nh, nw, groups, wh, ww, S)
+    y = y.unflatten(0, (B, F_, nh, nw)).unflatten(-1, (wh, ww, S))
     return y.permute(0, 1, 2, 5, 3, 6, 4, 7)
 
 
@@ -422,6 +429,11 @@ class MorphFCSpatial(BaseModule):
     def mix(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """``sum_k weights_k * branch_k(x)``, the input of ``proj``.
 
+        Without autograd the weighted sum is accumulated in place. With
+        autograd it is :class:`_SpatialMixFunction` (a hand-written
+        backward; see there) where that applies, else the same steps in
+        out-of-place ops that autograd differentiates.
+
         Args:
             x (Tensor): (B, F, H, W, C), any number of frames F of each clip
                 (windows never cross frames).
@@ -430,13 +442,36 @@ class MorphFCSpatial(BaseModule):
         Returns:
             Tensor: (B, F, H, W, C), contiguous.
         """
+        params = self._mix_params()
+        if not torch.is_grad_enabled() or not (
+                x.requires_grad or weights.requires_grad
+                or any(p is not None and p.requires_grad for p in params)):
+            return self._mix_forward(x, weights)[0]
+        if _SpatialMixFunction.applies(x, self.channels):
+            return _SpatialMixFunction.apply(x, weights, self, *params)
+        return self._mix_autograd(x, weights)
+
+    def _mix_params(self) -> List[Optional[torch.Tensor]]:
+        """Weight and bias of ``mlp_c``, then of each windowed branch."""
+        params = [self.mlp_c.weight, self.mlp_c.bias]
+        for linear, _ in self.window_branches():
+            params += [linear.weight, linear.bias]
+        return params
+
+    def _mix_forward(
+        self, x: torch.Tensor, weights: torch.Tensor
+    ) -> Tuple[torch.Tensor, List[Tuple[torch.Tensor, torch.Tensor]]]:
+        """:meth:`mix` with in-place accumulation (no autograd graph).
+
+        Returns the mix and, per windowed branch, its window rows and their
+        product with the branch's Linear (what the backward of
+        :class:`_SpatialMixFunction` needs).
+        """
         B, F_, H, W, C = x.shape
-        groups = self.window[0] * self.window[1]
-        inplace = not torch.is_grad_enabled()
+        a = weights[:, -1]
+        tokens = F_ * H * W
         # C-branch, scaled per clip and channel: folded into the output rows
         # of the weight when that is cheaper than scaling the output.
-        a = weights[:, -1]
-        tokens = x.shape[1] * H * W
         if tokens > C:
             weight = self.mlp_c.weight * a[:, :, None]  # (B, C, C)
             bias = self.mlp_c.bias
@@ -448,36 +483,210 @@ class MorphFCSpatial(BaseModule):
                 z = torch.matmul(x.reshape(B, tokens, C),
                                  weight.transpose(1, 2))
                 if bias is not None:
-                    z = z.add_(bias[:, None]) if inplace else \
-                        z + bias[:, None]
+                    z.add_(bias[:, None])
         else:
-            z = self.mlp_c(x)
-            z = z.mul_(a[:, None, None, None]) if inplace else \
-                z * a[:, None, None, None]
+            z = self.mlp_c(x).mul_(a[:, None, None, None])
         z = z.view(B, F_, H, W, C)
+        rows = []
         for k, (linear, transpose) in enumerate(self.window_branches()):
-            y = _from_windows(
-                fused_linear(_to_windows(x, self.window, transpose),
-                             linear.weight, linear.bias), x.shape,
-                self.window, transpose)
-            a = weights[:, k]
-            if y.shape[2] * y.shape[3] == H and y.shape[4] * y.shape[5] == W:
-                acc = z.view(y.shape)  # unpadded: add in the window geometry
+            u = _to_windows(x, self.window, transpose)
+            y = fused_linear(u, linear.weight, linear.bias)
+            acc, view, a = self._in_map(z, y, weights[:, k], transpose)
+            acc.addcmul_(view, a)
+            rows.append((u, y))
+        return z, rows
+
+    def _in_map(self, z: torch.Tensor, rows: torch.Tensor,
+                a: Optional[torch.Tensor], transpose: bool
+                ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """Window rows ``rows`` of a branch seen in the geometry of ``z``.
+
+        Returns (view of ``z``, view of ``rows``, ``a`` reshaped) such that
+        an elementwise op of the three adds the rows into the map: in the
+        window geometry when the map is unpadded (no copy), else on the map
+        cropped out of the padded window view.
+        """
+        B, F_, H, W, C = z.shape
+        groups = self.window[0] * self.window[1]
+        y = _from_windows(rows, z.shape, self.window, transpose)
+        if y.shape[2] * y.shape[3] == H and y.shape[4] * y.shape[5] == W:
+            if a is not None:
                 a = a.reshape(B, 1, 1, 1, 1, 1, groups, C // groups)
-            else:
-                acc = z
-                y = y.reshape(B, F_, y.shape[2] * y.shape[3],
-                              y.shape[4] * y.shape[5], C)[:, :, :H, :W]
-                a = a.reshape(B, 1, 1, 1, C)
-            if inplace:
-                acc.addcmul_(y, a)
-            else:
-                z = torch.addcmul(acc, y, a).reshape(B, F_, H, W, C)
+            return z.view(y.shape), y, a
+        y = y.reshape(B, F_, y.shape[2] * y.shape[3], y.shape[4] * y.shape[5],
+                      C)[:, :, :H, :W]
+        return z, y, None if a is None else a.reshape(B, 1, 1, 1, C)
+
+    def _mix_autograd(self, x: torch.Tensor,
+                      weights: torch.Tensor) -> torch.Tensor:
+        """:meth:`mix` in out-of-place ops for autograd (autocast, graph
+        capture, or clips with no more tokens than channels)."""
+        B, F_, H, W, C = x.shape
+        a = weights[:, -1]
+        tokens = F_ * H * W
+        if tokens > C:
+            weight = self.mlp_c.weight * a[:, :, None]
+            z = torch.matmul(x.reshape(B, tokens, C), weight.transpose(1, 2))
+            if self.mlp_c.bias is not None:
+                z = z + (self.mlp_c.bias * a)[:, None]
+        else:
+            z = self.mlp_c(x) * a[:, None, None, None]
+        z = z.reshape(B, F_, H, W, C)
+        for k, (linear, transpose) in enumerate(self.window_branches()):
+            y = linear(_to_windows(x, self.window, transpose))
+            acc, view, a = self._in_map(z, y, weights[:, k], transpose)
+            z = torch.addcmul(acc, view, a).reshape(B, F_, H, W, C)
         return z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.mix(x, self.branch_weights(x.mean(1)))
         return self.proj_drop(self.proj(z))
+
+
+class _SpatialMixFunction(torch.autograd.Function):
+    """:meth:`MorphFCSpatial.mix` with a hand-written backward.
+
+    Autograd of the out-of-place mix stores every branch output, multiplies
+    the output gradient with it through the strided window view for the
+    branch-weight gradient, writes the scaled gradient in token layout and
+    copies it into window layout again, and copies the input gradient back.
+    Here the output gradient ``g`` is permuted into window rows once per
+    windowed branch, and everything else comes from GEMMs:
+
+    * C-branch, ``z_c = x @ (a * W)^T + a * b`` per clip: ``P = g^T x`` (the
+      weight-gradient GEMM, (C, C)) gives both the Linear's gradient
+      ``a * P`` and the branch-weight gradient ``sum_i P[o, i] W[o, i]``
+      (plus the bias term), so the branch output is never stored.
+    * A windowed branch with many window rows per clip (four times the
+      entries of ``G`` (C, C) matrices; stage 1 at 224): the same per group,
+      ``P_g = g_g^T u_g`` for each group g of rows (one batched GEMM with
+      the FLOPs of the weight gradient), so neither the branch output nor a
+      scaled copy of the gradient is needed; the input gradient is
+      ``g_g @ (a_g * W)`` per group.
+    * Otherwise (few rows: deep stages) the stored branch output gives the
+      branch-weight gradient by one reduction and the gradient rows are
+      scaled in place before the two GEMMs.
+
+    The input gradient of each windowed branch is added back through the
+    strided window view. Used in eager mode outside autocast and graph
+    capture, for clips with more tokens than channels (else the C-branch
+    scales its output, and autograd handles the mix). Gradients agree with
+    autograd of the plain algorithm (``tests/models/test_plain_equivalence``).
+    """
+
+    @staticmethod
+    def applies(x: torch.Tensor, channels: int) -> bool:
+        return (not graph_capture()
+                and not torch.is_autocast_enabled(x.device.type)
+                and x.shape[1] * x.shape[2] * x.shape[3] > channels)
+
+    @staticmethod
+    def grouped(rows: int, channels: int, groups: int) -> bool:
+        """Whether a windowed branch's backward uses per-group GEMMs: the
+        (G, C, C) products are at most a quarter of the branch output (at
+        equal size the batched GEMMs with few rows per group are slower
+        than the passes they save)."""
+        return rows >= 4 * groups * channels
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weights: torch.Tensor,
+                module: 'MorphFCSpatial', *params) -> torch.Tensor:
+        z, rows = module._mix_forward(x, weights)
+        ctx.module = module
+        ctx.has_bias = [p is not None for p in params[1::2]]
+        saved = [x, weights] + [p for p in params[0::2]]
+        saved += [p for p in params[1::2] if p is not None]
+        groups = module.window[0] * module.window[1]
+        for u, y in rows:
+            grouped = _SpatialMixFunction.grouped(
+                u.shape[0] // x.shape[0], x.shape[-1], groups)
+            saved += [u, u if grouped else y]  # u: a placeholder, not used
+        ctx.save_for_backward(*saved)
+        return z
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        module = ctx.module
+        branches = module.window_branches()
+        x, weights, *rest = ctx.saved_tensors
+        n = 1 + len(branches)
+        mats = rest[:n]
+        nb = sum(ctx.has_bias)
+        it = iter(rest[n:n + nb])
+        biases = [next(it) if has else None for has in ctx.has_bias]
+        rest = rest[n + nb:]
+        needs = ctx.needs_input_grad
+        B, F_, H, W, C = x.shape
+        groups = module.window[0] * module.window[1]
+        S = C // groups
+        g = grad.contiguous()
+        g3, x3 = g.view(B, -1, C), x.view(B, -1, C)
+        grad_weights = torch.empty(weights.shape, dtype=g.dtype,
+                                   device=g.device)
+        grads: List[Optional[torch.Tensor]] = [None] * (2 * n)
+        # C-branch: z_c = x @ (a * W)^T + a * b, per clip and channel a
+        a = weights[:, -1]
+        prod = torch.matmul(g3.transpose(1, 2), x3)  # (B, C, C)
+        colsum = g3.sum(1)  # (B, C)
+        grad_weights[:, -1] = (prod * mats[0]).sum(-1)
+        if biases[0] is not None:
+            grad_weights[:, -1] += colsum * biases[0]
+        if needs[3]:
+            grads[0] = (prod * a[:, :, None]).sum(0)
+        if biases[0] is not None and needs[4]:
+            grads[1] = (colsum * a).sum(0)
+        gx = None
+        if needs[0]:
+            gx = torch.matmul(g3, mats[0] * a[:, :, None]).view(x.shape)
+        for k, (_, transpose) in enumerate(branches):
+            u, y = rest[2 * k], rest[2 * k + 1]
+            weight, bias = mats[k + 1], biases[k + 1]
+            gw = _to_windows(g, module.window, transpose)
+            if gw.data_ptr() == g.data_ptr():  # a 1 x 1 window is a view
+                gw = gw.clone()
+            if _SpatialMixFunction.grouped(u.shape[0] // B, C, groups):
+                # the branch weight of output column (l, s) of group g's
+                # rows is a[g * S + s]
+                scale = weights[:, k].reshape(B, groups, 1, S).expand(
+                    B, groups, groups, S).reshape(B, groups, C)
+                gw4, u4 = gw.view(B, -1, groups, C), u.view(B, -1, groups, C)
+                gsum = gw4.sum(1)  # (B, G, C)
+                grad_w = weight.new_zeros(C, C) if needs[5 + 2 * k] else None
+                for b in range(B):
+                    gb = gw4[b].transpose(0, 1)  # (G, rows, C)
+                    prods = torch.bmm(gb.transpose(1, 2),
+                                      u4[b].transpose(0, 1))  # (G, C, C)
+                    ga = (prods * weight).sum(-1)  # (G, C)
+                    if bias is not None:
+                        ga += gsum[b] * bias
+                    grad_weights[b, k] = ga.view(groups, groups, S).sum(
+                        1).reshape(C)
+                    if grad_w is not None:
+                        grad_w += (prods * scale[b, :, :, None]).sum(0)
+                    if gx is not None:
+                        rows_b = torch.bmm(gb, weight * scale[b, :, :, None])
+                        acc, view, _ = module._in_map(
+                            gx[b:b + 1], rows_b.transpose(0, 1), None,
+                            transpose)
+                        acc.add_(view)
+                grads[2 + 2 * k] = grad_w
+                if bias is not None and needs[6 + 2 * k]:
+                    grads[3 + 2 * k] = (gsum * scale).sum((0, 1))
+                continue
+            gw5 = gw.view(B, -1, groups, groups, S)  # rows (.., G), (L, S)
+            grad_weights[:, k] = (gw5 * y.view(gw5.shape)).sum(
+                (1, 3)).reshape(B, C)
+            gw5.mul_(weights[:, k].reshape(B, 1, groups, 1, S))
+            if needs[5 + 2 * k]:
+                grads[2 + 2 * k] = gw.t() @ u
+            if bias is not None and needs[6 + 2 * k]:
+                grads[3 + 2 * k] = gw.sum(0)
+            if gx is not None:
+                acc, view, _ = module._in_map(gx, gw @ weight, None,
+                                              transpose)
+                acc.add_(view)
+        return (gx, grad_weights if needs[1] else None, None, *grads)
 
 
 class MorphFCTemporal(BaseModule):

@@ -131,6 +131,42 @@ def test_spatial_module_without_bias():
     check_grads(ours, plain, x)
 
 
+@pytest.mark.parametrize('grouped', [True, False])
+@pytest.mark.parametrize('num_branches,window,shape', [
+    (3, (1, 4), (2, 3, 8, 8)),  # unpadded, two clips
+    (3, (2, 4), (2, 2, 5, 7)),  # padded H and W
+    (2, (2, 2), (1, 3, 6, 5)),
+])
+def test_spatial_backward_paths_equal_plain(grouped, num_branches, window,
+                                            shape, monkeypatch):
+    """Both backwards of the hand-written mix (per-group GEMMs, or the
+    stored branch output) give the plain algorithm's gradients."""
+    calls = []
+
+    def force(rows, channels, groups):
+        calls.append((rows, channels, groups))
+        return grouped
+
+    monkeypatch.setattr(morph_fc._SpatialMixFunction, 'grouped',
+                        staticmethod(force))
+    C = window[0] * window[1] * 3
+    ours = randomize(MorphFCSpatial(C, window, num_branches))
+    x = torch.randn(*shape, C, generator=torch.Generator().manual_seed(3))
+    check_grads(ours, PlainMorphFCSpatial(ours), x)
+    # asked once in the forward and once in the backward per windowed branch
+    assert len(calls) == 2 * (num_branches - 1)
+
+
+def test_spatial_backward_grouped_where_rows_dominate():
+    grouped = morph_fc._SpatialMixFunction.grouped
+    # MorphMLP-S at 16 x 224 x 224: stage 1 (C 112, 14 groups, 25088 rows
+    # per clip) uses per-group GEMMs, stage 2 (C 224, 28 groups, 6272 rows)
+    # and stage 3 (C 392, 28 groups, 1568 rows) do not
+    assert grouped(25088, 112, 14)
+    assert not grouped(6272, 224, 28)
+    assert not grouped(1568, 392, 28)
+
+
 @pytest.mark.parametrize('frames', [1, 4, 5])
 def test_temporal_module_equals_plain(frames):
     ours = randomize(MorphFCTemporal(12, frames))
