@@ -423,7 +423,9 @@ class MorphFCSpatial(BaseModule):
         weights = self.reweight(pooled).reshape(B, C, self.num_branches)
         return weights.softmax(dim=-1).transpose(1, 2)
 
-    def mix(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def mix(self,
+            x: torch.Tensor,
+            weights: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``sum_k weights_k * branch_k(x)``, the input of ``proj``.
 
         Without autograd the weighted sum is accumulated in place. With
@@ -434,11 +436,15 @@ class MorphFCSpatial(BaseModule):
         Args:
             x (Tensor): (B, F, H, W, C), any number of frames F of each clip
                 (windows never cross frames).
-            weights (Tensor): (B, k, C) from :meth:`branch_weights`.
+            weights (Tensor, optional): (B, k, C) from
+                :meth:`branch_weights`; computed from ``x`` (the whole clip)
+                when not given.
 
         Returns:
             Tensor: (B, F, H, W, C), contiguous.
         """
+        if weights is None:
+            weights = self.branch_weights(x.mean(1))
         params = self._mix_params()
         if not torch.is_grad_enabled() or not (
                 x.requires_grad or weights.requires_grad
@@ -536,8 +542,7 @@ class MorphFCSpatial(BaseModule):
         return z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.mix(x, self.branch_weights(x.mean(1)))
-        return self.proj_drop(self.proj(z))
+        return self.proj_drop(self.proj(self.mix(x)))
 
 
 class _SpatialMixFunction(torch.autograd.Function):
