@@ -19,7 +19,7 @@ concatenated token-major, channel-minor into a vector of length L * S = C,
 and a Linear(C, C) shared by all windows, groups and frames mixes it::
 
     W-branch  x (B,T,H,W,C) --pad H to r*, W to c*-->
-              (B,T,H/r,r,W/c,c,G,S) --permute--> (B,T,H/r,W/c,G,[r,c,S])
+              (B,T,H/r,r,W/c,c,G,S) --permute--> (B,G,T,H/r,W/c,[r,c,S])
               --Linear(C,C)--> inverse permute --> crop --> (B,T,H,W,C)
     H-branch  the same on the map with H and W swapped (windows run down
               columns: r columns by c rows)
@@ -67,8 +67,11 @@ weighting, sum). Here:
   clip has more tokens than channels), so its GEMM writes the initial sum.
 
 :class:`~morphmlp_mm.models.blocks.MorphBlock` streams clips through these
-steps in cache-sized chunks when no autograd graph is needed. Results agree
-with the plain implementation within 1e-5 in fp32
+steps in cache-sized chunks when no autograd graph is needed. In training
+the weighted sum has a hand-written backward (:class:`_SpatialMixFunction`)
+that permutes the output gradient once per branch and takes the
+branch-weight gradients from GEMMs instead of stored branch outputs.
+Results agree with the plain implementation within 1e-5 in fp32
 (``tests/models/test_plain_equivalence.py``).
 """
 import math
