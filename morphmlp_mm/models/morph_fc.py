@@ -612,7 +612,7 @@ class _SpatialMixFunction(torch.autograd.Function):
         for u, y in rows:
             grouped = _SpatialMixFunction.grouped(
                 u.shape[0] // x.shape[0], x.shape[-1], groups)
-            saved += [u, u if grouped else y]  # u: a placeholder, not used
+            saved += [u, None if grouped else y]  # no output: grouped
         ctx.save_for_backward(*saved)
         return z
 
@@ -662,7 +662,7 @@ class _SpatialMixFunction(torch.autograd.Function):
                 gw = gw.clone()
             if rows is None or rows.shape != gw.shape:
                 rows = torch.empty_like(gw)
-            if _SpatialMixFunction.grouped(u.shape[0] // B, C, groups):
+            if y is None:  # grouped (see forward)
                 # the branch weight of output column (l, s) of group g's
                 # rows is a[g * S + s]
                 scale = weights[:, k].reshape(B, groups, 1, S).expand(
