@@ -462,7 +462,7 @@ class MorphFCSpatial(BaseModule):
             return self._mix_forward(x, weights)[0]
         if _SpatialMixFunction.applies(x, self.channels):
             return _SpatialMixFunction.apply(x, weights, self, *params)
-        return self._mix_autograd(x, weights)
+        return self._mix_forward(x, weights, inplace=False)[0]
 
     def _mix_params(self) -> List[Optional[torch.Tensor]]:
         """Weight and bias of ``mlp_c``, then of each windowed branch."""
@@ -472,9 +472,17 @@ class MorphFCSpatial(BaseModule):
         return params
 
     def _mix_forward(
-        self, x: torch.Tensor, weights: torch.Tensor
+        self,
+        x: torch.Tensor,
+        weights: torch.Tensor,
+        inplace: bool = True
     ) -> Tuple[torch.Tensor, List[Tuple[torch.Tensor, torch.Tensor]]]:
-        """:meth:`mix` with in-place accumulation (no autograd graph).
+        """:meth:`mix`, the windowed branches accumulated in place (no
+        autograd graph, or inside :class:`_SpatialMixFunction`) or, with
+        ``inplace=False``, out of place for autograd (autocast, graph
+        capture, clips with no more tokens than channels). The C-branch's
+        in-place bias add / scaling act on its fresh GEMM output, which
+        autograd allows.
 
         Returns the mix and, per windowed branch, its window rows and their
         product with the branch's Linear (what the backward of
@@ -505,7 +513,10 @@ class MorphFCSpatial(BaseModule):
             u = _to_windows(x, self.window, transpose)
             y = fused_linear(u, linear.weight, linear.bias)
             acc, view, a = self._in_map(z, y, weights[:, k], transpose)
-            acc.addcmul_(view, a)
+            if inplace:
+                acc.addcmul_(view, a)
+            else:
+                z = torch.addcmul(acc, view, a).reshape(B, F_, H, W, C)
             rows.append((u, y))
         return z, rows
 
@@ -529,27 +540,6 @@ class MorphFCSpatial(BaseModule):
         y = y.reshape(B, F_, y.shape[2] * y.shape[3], y.shape[4] * y.shape[5],
                       C)[:, :, :H, :W]
         return z, y, None if a is None else a.reshape(B, 1, 1, 1, C)
-
-    def _mix_autograd(self, x: torch.Tensor,
-                      weights: torch.Tensor) -> torch.Tensor:
-        """:meth:`mix` in out-of-place ops for autograd (autocast, graph
-        capture, or clips with no more tokens than channels)."""
-        B, F_, H, W, C = x.shape
-        a = weights[:, -1]
-        tokens = F_ * H * W
-        if tokens > C:
-            weight = self.mlp_c.weight * a[:, :, None]
-            z = torch.matmul(x.reshape(B, tokens, C), weight.transpose(1, 2))
-            if self.mlp_c.bias is not None:
-                z = z + (self.mlp_c.bias * a)[:, None]
-        else:
-            z = self.mlp_c(x) * a[:, None, None, None]
-        z = z.reshape(B, F_, H, W, C)
-        for k, (linear, transpose) in enumerate(self.window_branches()):
-            y = linear(_to_windows(x, self.window, transpose))
-            acc, view, a = self._in_map(z, y, weights[:, k], transpose)
-            z = torch.addcmul(acc, view, a).reshape(B, F_, H, W, C)
-        return z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj_drop(self.proj(self.mix(x)))

@@ -157,6 +157,23 @@ def test_spatial_backward_paths_equal_plain(grouped, num_branches, window,
     assert len(calls) == num_branches - 1
 
 
+@pytest.mark.parametrize('num_branches,window,shape', [
+    (3, (1, 4), (2, 3, 8, 8)),
+    (3, (2, 4), (2, 2, 5, 7)),
+])
+def test_spatial_autograd_path_equals_plain(num_branches, window, shape,
+                                            monkeypatch):
+    """Where the hand-written mix steps aside (autocast, graph capture),
+    autograd of the out-of-place mix (in-place ops only on the C-branch's
+    fresh GEMM output) gives the plain algorithm's gradients."""
+    monkeypatch.setattr(morph_fc._SpatialMixFunction, 'applies',
+                        staticmethod(lambda x, channels: False))
+    C = window[0] * window[1] * 3
+    ours = randomize(MorphFCSpatial(C, window, num_branches))
+    x = torch.randn(*shape, C, generator=torch.Generator().manual_seed(4))
+    check_grads(ours, PlainMorphFCSpatial(ours), x)
+
+
 def test_spatial_backward_grouped_where_rows_dominate():
     grouped = morph_fc._SpatialMixFunction.grouped
     # MorphMLP-S at 16 x 224 x 224: stage 1 (C 112, 14 groups, 25088 rows
