@@ -57,12 +57,13 @@ def test_benchmark_under_torch_compile(tmp_path, repo_root):
     assert 'torch.compile (aot_eager)' in (tmp_path / 'b.md').read_text()
 
 
-def test_benchmark_stages_split(tmp_path, repo_root):
+def test_benchmark_stages_and_ops_split(tmp_path, repo_root):
     """--stages splits one inference per round by backbone part, for ours,
     the plain twin and the floor, with the same part names (here with the
-    glibc heap retained, which the outputs say)."""
+    glibc heap retained, which the outputs say); --ops splits a call and a
+    training step by op category."""
     stdout, result = run_benchmark(repo_root, tmp_path, '--stages',
-                                   '--retain-heap')
+                                   '--retain-heap', '--ops')
     assert '[stages]' in stdout
     assert result['meta']['heap'].startswith('retained')
     assert 'glibc heap retained' in stdout
@@ -76,16 +77,63 @@ def test_benchmark_stages_split(tmp_path, repo_root):
     floor = ours['infer_parts_floor_ms']
     assert set(floor) <= set(ours['infer_parts_ms'])
     assert all(floor[p] > 0 for p in parts)
+    # --ops: every category of both modes; only training has an optimizer
+    assert '[ops]' in stdout
+    for res in (ours, plain):
+        for mode in ('infer', 'train'):
+            ops = res[f'{mode}_ops_ms']
+            for category in ('gemm/conv', 'norm', 'activation', 'copy',
+                             'elementwise'):
+                assert ops[category] > 0, (mode, category, ops)
+            assert 0 < ops['sum'] <= ops['call']
+        assert res['infer_ops_ms']['optimizer'] == 0
+        assert res['train_ops_ms']['optimizer'] > 0
+    md = (tmp_path / 'b.md').read_text()
+    assert '## Time by op category' in md and md.count('| train |') == 2
 
 
-def test_retain_heap_without_glibc_says_so(repo_root, monkeypatch):
-    """--retain-heap on a system without glibc: a clear error naming the
-    option, not an OSError from ctypes."""
+def load_tool(repo_root):
     spec = importlib.util.spec_from_file_location(
         'benchmark_tool', os.path.join(repo_root, 'tools', 'analysis',
                                        'benchmark.py'))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    return tool
+
+
+def test_op_categories(repo_root):
+    """The --ops categories of the ops a MorphMLP step runs."""
+    import torch
+    tool = load_tool(repo_root)
+    aten = torch.ops.aten
+    expected = {
+        aten.mm.default: 'gemm/conv',
+        aten.addmm_.default: 'gemm/conv',
+        aten.convolution_backward.default: 'gemm/conv',
+        aten.native_layer_norm_backward.default: 'norm',
+        aten.native_batch_norm.default: 'norm',
+        aten.gelu_backward.default: 'activation',
+        aten._softmax.default: 'activation',
+        aten.clone.default: 'copy',
+        aten.constant_pad_nd.default: 'copy',
+        aten.addcmul_.default: 'elementwise',
+        aten.sum.dim_IntList: 'elementwise',
+        aten.permute.default: 'view/alloc',
+        aten.empty_like.default: 'view/alloc',
+    }
+    assert {op: tool.op_category(op) for op in expected} == expected
+
+
+def test_ops_with_compile_is_refused(repo_root):
+    tool = load_tool(repo_root)
+    with pytest.raises(ValueError, match='--ops .* --compile'):
+        tool.main(['--arch', 'tiny', '--ops', '--compile'])
+
+
+def test_retain_heap_without_glibc_says_so(repo_root, monkeypatch):
+    """--retain-heap on a system without glibc: a clear error naming the
+    option, not an OSError from ctypes."""
+    tool = load_tool(repo_root)
 
     def no_glibc(name):
         raise OSError(f'{name}: cannot open shared object file')

@@ -68,6 +68,7 @@ morphmlp-small_in1k-pre_8xb8-amp-16x4x1-60e_kinetics400-rgb.py
     python tools/analysis/benchmark.py --models all --quick
 """
 import argparse
+import contextlib
 import ctypes
 import datetime
 import gc
@@ -87,6 +88,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CHILD_MARK = '@@benchmark-child@@'
@@ -341,12 +343,17 @@ class Built:
         with torch.no_grad():
             self.fn(self.x)
 
-    def train_step(self, clock: Callable[[], float] = time.perf_counter
-                   ) -> float:
+    def train_step(self, clock: Callable[[], float] = time.perf_counter,
+                   timer: Optional['OpTimer'] = None) -> float:
         """Forward, mean loss, backward, AdamW step, as in a training loop:
         the gradients of the previous step are dropped first
         (``zero_grad(set_to_none=True)``, what mmengine's optimizer wrapper
         does), the AdamW moments persist until :meth:`release`.
+
+        Args:
+            clock: The clock of the returned time.
+            timer (OpTimer, optional): An active :class:`OpTimer`, which
+                books the AdamW step's ops as ``optimizer``.
 
         Returns:
             float: time of the AdamW step alone (``clock``).
@@ -360,7 +367,8 @@ class Built:
         loss = sum(o.float().mean() for o in outs if o.requires_grad)
         loss.backward()
         start = clock()
-        self.optimizer.step()
+        with timer.booking('optimizer') if timer else contextlib.nullcontext():
+            self.optimizer.step()
         return clock() - start
 
     def release(self) -> None:
@@ -371,13 +379,14 @@ class Built:
             self.optimizer.state.clear()
 
     def run(self, mode: str,
-            clock: Callable[[], float] = time.perf_counter) -> float:
+            clock: Callable[[], float] = time.perf_counter,
+            timer: Optional['OpTimer'] = None) -> float:
         """One inference call or training step; returns the optimizer's
         share of it (0 for inference)."""
         if mode == 'infer':
             self.infer()
             return 0.
-        return self.train_step(clock)
+        return self.train_step(clock, timer)
 
 
 def _tensors(value) -> List[torch.Tensor]:
@@ -490,6 +499,113 @@ def dense_matmul_seconds(clock: Callable[[], float], n: int = 2048) -> float:
     start = clock()
     torch.mm(a, b)
     return clock() - start
+
+
+# --------------------------------------------------------------------------
+# time by op category (--ops)
+# --------------------------------------------------------------------------
+#: Categories of :func:`op_category`, in report order.
+OP_CATEGORIES = ('gemm/conv', 'norm', 'activation', 'copy', 'elementwise',
+                 'optimizer', 'view/alloc')
+_GEMM_OPS = frozenset({
+    'mm', 'addmm', 'addmm_', 'bmm', 'baddbmm', 'addbmm', 'mv', 'addmv',
+    'dot', '_linear_pointwise', 'mkldnn_linear'})
+_ACTIVATION_OPS = frozenset({
+    'gelu', 'gelu_backward', '_softmax', '_softmax_backward_data',
+    '_log_softmax', '_log_softmax_backward_data', 'sigmoid',
+    'sigmoid_backward', 'silu', 'silu_backward', 'relu', 'relu_',
+    'threshold_backward', 'tanh', 'tanh_backward', 'hardswish',
+    'hardswish_backward'})
+_COPY_OPS = frozenset({
+    'clone', 'copy_', '_to_copy', 'contiguous', 'cat', 'stack',
+    'constant_pad_nd', 'roll', 'flip', 'repeat', 'repeat_interleave',
+    'index', 'index_select', 'gather', 'narrow_copy'})
+
+
+def op_category(func) -> str:
+    """The category of an aten op (an ``OpOverload``) in :class:`OpTimer`.
+
+    ``gemm/conv``: matrix products and convolutions (forward and backward,
+    oneDNN's fused ones included): what the GEMM floor times. ``norm``:
+    LayerNorm / BatchNorm forward and backward. ``activation``: GELU,
+    softmax and the like. ``copy``: data movement into a new layout
+    (permutation copies, padding, concatenation). ``view/alloc``: views
+    and allocations (metadata only). ``elementwise``: every other op
+    (residual sums, scaling, reductions, gradient accumulation, fills).
+    ``optimizer`` is booked by the caller, not by op name.
+    """
+    name = func._overloadpacket.__name__
+    if name in _GEMM_OPS or 'conv' in name:
+        return 'gemm/conv'
+    if 'norm' in name:
+        return 'norm'
+    if name in _ACTIVATION_OPS:
+        return 'activation'
+    if name in _COPY_OPS:
+        return 'copy'
+    if func.is_view or name.startswith(('empty', 'new_empty', 'detach',
+                                        'lift', 'alias')):
+        return 'view/alloc'
+    return 'elementwise'
+
+
+class OpTimer(TorchDispatchMode):
+    """Times every aten op of the calls it is active for, by category.
+
+    A Python dispatch mode sees each op as it is dispatched: the forward's
+    and, on the CPU, the autograd engine's backward ops (they run on the
+    calling thread); an op's own inner ops are part of it. Each op is timed
+    with the run's clock; the mode's Python bookkeeping between ops is
+    outside the timed spans, so the category sum stays close to (a little
+    under) the traced call, which itself runs a few percent slower than an
+    untraced one. Chosen over ``torch.profiler``, whose CPU events inflated
+    strided elementwise ops several-fold on the machines of this project.
+
+    Args:
+        clock: The clock (the run's ``--clock``).
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self.clock = clock
+        self.totals: Dict[str, float] = {}
+        self._booked: Optional[str] = None
+
+    @contextlib.contextmanager
+    def booking(self, category: str):
+        """Book every op inside the block as ``category``."""
+        previous, self._booked = self._booked, category
+        try:
+            yield
+        finally:
+            self._booked = previous
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        start = self.clock()
+        out = func(*args, **(kwargs or {}))
+        category = self._booked or op_category(func)
+        self.totals[category] = self.totals.get(category, 0.) + \
+            self.clock() - start
+        return out
+
+
+def op_breakdown(built: Built, mode: str,
+                 clock: Callable[[], float]) -> Dict[str, float]:
+    """One traced inference call or training step (after an untimed step,
+    as in the timed rounds): seconds per category, their ``sum`` and the
+    traced ``call``."""
+    if mode == 'train':
+        built.run(mode)
+    timer = OpTimer(clock)
+    with timer:
+        start = clock()
+        built.run(mode, clock, timer)
+        call = clock() - start
+    built.release()
+    totals = {c: timer.totals.get(c, 0.) for c in OP_CATEGORIES}
+    totals['sum'] = sum(totals.values())
+    totals['call'] = call
+    return totals
 
 
 # --------------------------------------------------------------------------
@@ -736,6 +852,21 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
                 if 'infer_parts_floor_ms' in res and spec.plain_of is None:
                     print(f'  {spec.name} floor: ' +
                           _fmt_parts(res['infer_parts_floor_ms']))
+    if args.ops:
+        print('\n[ops] time by op category, one traced call (step) per round '
+              '(ms)')
+        for mode in args.modes:
+            runs: Dict[str, List[Dict[str, float]]] = {}
+            for _ in range(args.repeats):
+                for spec in specs:
+                    if mode == 'train' or not spec.train_only:
+                        runs.setdefault(spec.name, []).append(
+                            op_breakdown(built[spec.name], mode, clock))
+            for name, ops in runs.items():
+                built[name].spec.results[f'{mode}_ops_ms'] = \
+                    _median_parts(ops)
+                print(f'  {mode} {name}: ' + _fmt_parts(
+                    built[name].spec.results[f'{mode}_ops_ms']))
     dense_s = median(dense)
     meta['dense_gflops'] = 2 * 2048**3 / dense_s / 1e9 if dense_s else None
     meta['dense_runs_s'] = dense
@@ -892,13 +1023,42 @@ def ratio_lines(result: Dict) -> List[str]:
     return lines
 
 
-def format_text(result: Dict) -> str:
-    header, rows = table_rows(result)
+def ops_rows(result: Dict) -> Tuple[List[str], List[List[str]]]:
+    """The ``--ops`` table: per model and mode, ms per op category, their
+    sum, the traced and the untraced (timed rounds) call, the floor's
+    layers alone, and the in-situ GEMM time over those layers."""
+    header = ['model', 'mode', *OP_CATEGORIES, 'sum', 'traced',
+              'untraced', 'floor layers', 'gemm x floor']
+    rows = []
+    for mode in MODES:
+        for name, res in result['models'].items():
+            ops = res.get(f'{mode}_ops_ms')
+            if not ops:
+                continue
+            layers = res.get('infer_floor_s' if mode == 'infer' else
+                             'train_floor_layers_s')
+            layers = None if layers is None else 1e3 * layers
+            untraced = res.get(f'{mode}_s')
+            rows.append([
+                name, mode, *(_fmt(ops.get(c), 0) for c in OP_CATEGORIES),
+                _fmt(ops['sum'], 0), _fmt(ops['call'], 0),
+                _fmt(None if untraced is None else 1e3 * untraced, 0),
+                _fmt(layers, 0),
+                _fmt(ops['gemm/conv'] / layers if layers else None, 2)])
+    return header, rows
+
+
+def _text_table(header: List[str], rows: List[List[str]]) -> List[str]:
     widths = [max(len(h), *(len(r[i]) for r in rows))
               for i, h in enumerate(header)]
     out = ['  '.join(h.rjust(w) for h, w in zip(header, widths))]
     out.append('  '.join('-' * w for w in widths))
     out += ['  '.join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    return out
+
+
+def format_text(result: Dict) -> str:
+    out = _text_table(*table_rows(result))
     meta = result['meta']
     out.append('')
     load = [tuple(round(v, 1) for v in meta[k])
@@ -912,6 +1072,10 @@ def format_text(result: Dict) -> str:
         out.append('glibc heap retained (--retain-heap): no page faults on '
                    'fresh memory in the timed steps')
     out += ratio_lines(result)
+    header, rows = ops_rows(result)
+    if rows:
+        out += ['', 'time by op category (ms, --ops):']
+        out += _text_table(header, rows)
     return '\n'.join(out)
 
 
@@ -975,6 +1139,30 @@ def format_markdown(result: Dict) -> str:
         '(`morphmlp_mm.models.plain`) on the same weights; `cp`: '
         '`with_cp=True`.',
     ]
+    header, rows = ops_rows(result)
+    if rows:
+        lines += [
+            '',
+            '## Time by op category (`--ops`)',
+            '',
+            'One call (training: one step, after an untimed one) per round '
+            'under a dispatch mode that times every aten op with the run\'s '
+            'clock, forward and backward; medians in ms. `gemm/conv`: '
+            'matrix products and convolutions; `norm`: LayerNorm / '
+            'BatchNorm; `activation`: GELU, softmax; `copy`: permutation '
+            'copies, padding, concatenation; `elementwise`: residual sums, '
+            'scaling, reductions, gradient accumulation; `optimizer`: the '
+            'AdamW step; `view/alloc`: metadata-only ops. `traced`: the '
+            'traced call, `untraced`: the timed rounds\' median; '
+            '`floor layers`: the GEMM floor\'s layers alone (training: '
+            'without the AdamW step); `gemm x floor`: the in-situ '
+            '`gemm/conv` time over them.',
+            '',
+            '| ' + ' | '.join(header) + ' |',
+            '|' + '|'.join('---' if i < 2 else '---:'
+                           for i in range(len(header))) + '|',
+        ]
+        lines += ['| ' + ' | '.join(r) + ' |' for r in rows]
     return '\n'.join(lines) + '\n'
 
 
@@ -1070,6 +1258,11 @@ def build_parser() -> argparse.ArgumentParser:
                         'per round by backbone part (stem, each stage\'s '
                         'blocks, each downsampling; eager models), the GEMM '
                         'floor split the same way')
+    parser.add_argument('--ops', action='store_true',
+                        help='after the timed rounds, time one call (step) '
+                        'per round op by op and split it by category: '
+                        'GEMM/conv, norm, activation, layout copies, other '
+                        'elementwise, optimizer (eager models only)')
     parser.add_argument('--quick', action='store_true',
                         help='tiny inputs, for a smoke run')
     parser.add_argument('--reference', nargs=2, action='append',
@@ -1142,6 +1335,9 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         raise ValueError(f'--repeats must be >= 1, got {args.repeats}')
     if args.threads < 1:
         raise ValueError(f'--threads must be >= 1, got {args.threads}')
+    if args.ops and args.compile:
+        raise ValueError('--ops times eager aten ops one by one; it cannot '
+                         'be combined with --compile')
     if args.clock == 'auto':
         args.clock = 'cpu' if args.threads == 1 else 'wall'
     if args.child:
