@@ -354,6 +354,15 @@ def _window_mix_mean(m: torch.Tensor, linear: nn.Linear,
     return total / (H * W)
 
 
+def frame_mean(x: torch.Tensor) -> torch.Tensor:
+    """``x.mean(1)`` of a (B, F, H, W, C) tensor, as a sum over frames
+    divided by F (the same float result): the sum's gradient is the output
+    gradient expanded over the frames as a view, where the mean's backward
+    writes that expansion out in full, one more pass over a block input's
+    size for autograd to read back when it adds the gradients of ``x``."""
+    return x.sum(1) / x.shape[1]
+
+
 class MorphFCSpatial(BaseModule):
     """MorphFC_s: chunked token mixing along H and W plus a channel FC.
 
@@ -454,7 +463,7 @@ class MorphFCSpatial(BaseModule):
             Tensor: (B, F, H, W, C), contiguous.
         """
         if weights is None:
-            weights = self.branch_weights(x.mean(1))
+            weights = self.branch_weights(frame_mean(x))
         params = self._mix_params()
         if not torch.is_grad_enabled() or not (
                 x.requires_grad or weights.requires_grad

@@ -158,3 +158,16 @@ def test_temporal_official_init_is_identity_skip():
     m.reset_official()
     assert torch.all(m.mlp_t.weight == 0) and torch.all(m.proj.weight == 1)
     assert torch.count_nonzero(m(torch.randn(1, 8, 2, 2, 16))) == 0
+
+
+def test_frame_mean_equals_mean_with_a_view_gradient():
+    """The frame mean of the reweighting is ``x.mean(1)`` (bitwise), and
+    its gradient reaches ``x`` as a stride-0 expansion, not a copy."""
+    from morphmlp_mm.models.morph_fc import frame_mean
+    x = torch.randn(2, 5, 3, 4, 6, requires_grad=True)
+    y = frame_mean(x)
+    assert torch.equal(y, x.mean(1))
+    g = torch.randn_like(y)
+    (gx, ) = torch.autograd.grad(y, x, g)
+    assert gx.stride(1) == 0
+    assert torch.allclose(gx, (g / 5).unsqueeze(1).expand_as(x))
