@@ -484,7 +484,8 @@ class MorphFCSpatial(BaseModule):
         self,
         x: torch.Tensor,
         weights: torch.Tensor,
-        inplace: bool = True
+        inplace: bool = True,
+        keep_rows: bool = False
     ) -> Tuple[torch.Tensor, List[Tuple[torch.Tensor, torch.Tensor]]]:
         """:meth:`mix`, the windowed branches accumulated in place (no
         autograd graph, or inside :class:`_SpatialMixFunction`) or, with
@@ -493,9 +494,11 @@ class MorphFCSpatial(BaseModule):
         in-place bias add / scaling act on its fresh GEMM output, which
         autograd allows.
 
-        Returns the mix and, per windowed branch, its window rows and their
-        product with the branch's Linear (what the backward of
-        :class:`_SpatialMixFunction` needs).
+        Returns the mix and, with ``keep_rows``, per windowed branch its
+        window rows and their product with the branch's Linear (what the
+        backward of :class:`_SpatialMixFunction` needs); else an empty list,
+        and each branch's buffers are freed before the next branch
+        allocates its own (which then reuses the same, cache-warm memory).
         """
         B, F_, H, W, C = x.shape
         a = weights[:, -1]
@@ -526,7 +529,9 @@ class MorphFCSpatial(BaseModule):
                 acc.addcmul_(view, a)
             else:
                 z = torch.addcmul(acc, view, a).reshape(B, F_, H, W, C)
-            rows.append((u, y))
+            if keep_rows:
+                rows.append((u, y))
+            del u, y, view
         return z, rows
 
     def _in_map(self, z: torch.Tensor, rows: torch.Tensor,
@@ -602,7 +607,7 @@ class _SpatialMixFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weights: torch.Tensor,
                 module: 'MorphFCSpatial', *params) -> torch.Tensor:
-        z, rows = module._mix_forward(x, weights)
+        z, rows = module._mix_forward(x, weights, keep_rows=True)
         ctx.module = module
         ctx.has_bias = [p is not None for p in params[1::2]]
         saved = [x, weights] + [p for p in params[0::2]]
