@@ -64,6 +64,9 @@ Examples::
     # a config (its backbone, at the config's clip length)
     python tools/analysis/benchmark.py --config configs/recognition/\\
 morphmlp-small_in1k-pre_8xb8-amp-16x4x1-60e_kinetics400-rgb.py
+    # where a call / training step spends its time, by op category
+    python tools/analysis/benchmark.py --arch small --frames 16 \
+        --modes infer train --threads 1 --ops
     # smoke run on tiny inputs
     python tools/analysis/benchmark.py --models all --quick
 """
