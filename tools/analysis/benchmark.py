@@ -65,7 +65,7 @@ Examples::
     python tools/analysis/benchmark.py --config configs/recognition/\\
 morphmlp-small_in1k-pre_8xb8-amp-16x4x1-60e_kinetics400-rgb.py
     # where a call / training step spends its time, by op category
-    python tools/analysis/benchmark.py --arch small --frames 16 \
+    python tools/analysis/benchmark.py --arch small --frames 16 \\
         --modes infer train --threads 1 --ops
     # smoke run on tiny inputs
     python tools/analysis/benchmark.py --models all --quick
@@ -559,10 +559,13 @@ class OpTimer(TorchDispatchMode):
     and, on the CPU, the autograd engine's backward ops (they run on the
     calling thread); an op's own inner ops are part of it. Each op is timed
     with the run's clock; the mode's Python bookkeeping between ops is
-    outside the timed spans, so the category sum stays close to (a little
-    under) the traced call, which itself runs a few percent slower than an
-    untraced one. Chosen over ``torch.profiler``, whose CPU events inflated
-    strided elementwise ops several-fold on the machines of this project.
+    outside the timed spans, so the category sum stays under the traced
+    call. The traced call runs slower than an untraced one, and the ops'
+    own times are inflated too (the bookkeeping costs them cache: for
+    MorphMLP3D-S16 training the ops summed to 1.1x the untraced step), so
+    the split is for shares, the timed rounds for times. Chosen over
+    ``torch.profiler``, whose CPU events inflated strided elementwise ops
+    several-fold on the machines of this project.
 
     Args:
         clock: The clock (the run's ``--clock``).
