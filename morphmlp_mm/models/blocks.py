@@ -7,7 +7,7 @@ parameter names follow the official MorphMLP code (``PermutatorBlock``,
 checkpoints load key for key.
 """
 import math
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -40,10 +40,11 @@ class MorphBlock(BaseModule):
             temporal branch (images, or video with temporal mixing off).
         drop_path (float): Stochastic depth rate. Defaults to 0.
         with_cp (bool): Recompute the block in the backward pass to save
-            memory (reentrant checkpointing, see :meth:`_checkpointed`: like
-            every reentrant checkpoint it supports ``loss.backward()``, which
-            the OpenMMLab runners use, not ``torch.autograd.grad``).
-            Defaults to False.
+            memory (reentrant checkpointing, see :meth:`_checkpointed` and
+            :class:`_CheckpointFunction`, whose recompute stops after the
+            MLP's ``fc1``: like every reentrant checkpoint it supports
+            ``loss.backward()``, which the OpenMMLab runners use, not
+            ``torch.autograd.grad``, which raises). Defaults to False.
     """
 
     def __init__(self,
@@ -84,9 +85,14 @@ class MorphBlock(BaseModule):
     #: C = 112). ``0`` gives the MLP to autograd.
     train_mlp_chunk = 1024
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward_mixing(self, x: torch.Tensor) -> torch.Tensor:
+        """The block up to its channel MLP: MorphFC_t, MorphFC_s and their
+        residuals."""
         xt = x + self.t_fc(self.t_norm1(x)) if self.temporal else x
-        x = x + self.drop_path(self.fc(self.norm1(xt)))
+        return x + self.drop_path(self.fc(self.norm1(xt)))
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._forward_mixing(x)
         if _ResidualMlpFunction.applies(self, x):
             return _ResidualMlpFunction.apply(x, self._path_scale(x),
                                               self.train_mlp_chunk,
@@ -107,6 +113,11 @@ class MorphBlock(BaseModule):
             return self.drop_path(x.new_ones(x.shape[0], 1, 1, 1, 1))
         return None
 
+    def _draws_random(self) -> bool:
+        """Whether a training forward draws random numbers (DropPath)."""
+        return self.training and any(
+            isinstance(m, (DropPath, nn.Dropout)) for m in self.modules())
+
     def _can_stream(self, x: torch.Tensor) -> bool:
         """Streaming needs no autograd graph and no random layers.
 
@@ -120,8 +131,7 @@ class MorphBlock(BaseModule):
                 x.requires_grad or any(p.requires_grad
                                        for p in self.parameters())):
             return False
-        return not (self.training and any(
-            isinstance(m, (DropPath, nn.Dropout)) for m in self.modules()))
+        return not self._draws_random()
 
     def _stream_rows(self, frames: int, H: int, W: int) -> int:
         """Rows per slab: whole windows of every branch, ~budget tokens."""
@@ -213,6 +223,9 @@ class MorphBlock(BaseModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:
+            if _ResidualMlpFunction.applies(self, x):
+                return _CheckpointFunction.apply(self, x,
+                                                 *self._mlp_params())
             return cp.checkpoint(self._checkpointed, x, use_reentrant=True)
         if self._can_stream(x):
             return self.forward_streamed(x)
@@ -258,18 +271,32 @@ class _ResidualMlpFunction(torch.autograd.Function):
                 and mlp.fc1.bias is not None and mlp.fc2.bias is not None)
 
     @staticmethod
-    def forward(ctx, y: torch.Tensor, scale: Optional[torch.Tensor],
-                chunk: int, eps: float, ln_w: torch.Tensor,
-                ln_b: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
-                w2: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
-        C = y.shape[-1]
-        y2 = y.reshape(-1, C)
-        rows = y2.shape[0]
-        # per-token DropPath factor (tokens of a sample are consecutive)
-        row_scale = None if scale is None else scale.reshape(
-            -1, 1).repeat_interleave(rows // y.shape[0], 0)
+    def row_scale(y: torch.Tensor,
+                  scale: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """Per-token DropPath factor of ``y``'s rows (a sample's tokens are
+        consecutive), or ``None``."""
+        if scale is None:
+            return None
+        return scale.reshape(-1, 1).repeat_interleave(
+            y.shape[:-1].numel() // y.shape[0], 0)
+
+    @staticmethod
+    def run(y2: torch.Tensor, row_scale: Optional[torch.Tensor], chunk: int,
+            eps: float, ln_w: torch.Tensor, ln_b: torch.Tensor,
+            w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
+            b2: torch.Tensor, output: bool = True
+            ) -> Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor,
+                       torch.Tensor]:
+        """The chunked forward on ``(tokens, C)`` rows, without autograd.
+
+        Returns the output (``None`` unless ``output``: what the backward
+        needs is only the hidden layer before GELU and the LayerNorm
+        statistics, so a recompute stops after ``fc1``), the hidden layer,
+        and the LayerNorm means and reciprocal standard deviations.
+        """
+        rows, C = y2.shape
         hidden = y2.new_empty(rows, w1.shape[0])
-        out = torch.empty_like(y2)
+        out = torch.empty_like(y2) if output else None
         means, rstds = [], []
         for r0 in range(0, rows, chunk):
             part = slice(r0, r0 + chunk)
@@ -277,37 +304,40 @@ class _ResidualMlpFunction(torch.autograd.Function):
                                                     ln_b, eps)
             means.append(mean)
             rstds.append(rstd)
-            act = F.gelu(torch.addmm(b1, n, w1.t(), out=hidden[part]))
+            h = torch.addmm(b1, n, w1.t(), out=hidden[part])
+            if out is None:
+                continue
+            act = F.gelu(h)
             if row_scale is None:
                 torch.addmm(y2[part], act, w2.t(), out=out[part]).add_(b2)
             else:
                 torch.addcmul(y2[part], torch.addmm(b2, act, w2.t()),
                               row_scale[part], out=out[part])
-        ctx.chunk, ctx.eps = chunk, eps
-        ctx.save_for_backward(y2, hidden, torch.cat(means), torch.cat(rstds),
-                              row_scale, ln_w, ln_b, w1, w2)
-        return out.view(y.shape)
+        return out, hidden, torch.cat(means), torch.cat(rstds)
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: torch.Tensor):
-        y2, hidden, mean, rstd, row_scale, ln_w, ln_b, w1, w2 = \
-            ctx.saved_tensors
+    def grads(g2: torch.Tensor, y2: torch.Tensor, hidden: torch.Tensor,
+              mean: torch.Tensor, rstd: torch.Tensor,
+              row_scale: Optional[torch.Tensor], chunk: int, eps: float,
+              ln_w: torch.Tensor, ln_b: torch.Tensor, w1: torch.Tensor,
+              w2: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """The chunked backward: the gradient of the ``(tokens, C)`` input
+        ``y2`` (residual path included) given the output's ``g2``, and
+        those of ``ln_w, ln_b, w1, b1, w2, b2``."""
         C = y2.shape[1]
-        g2 = grad.reshape(-1, C)
         grad_y = torch.empty_like(y2)
         grads = [torch.zeros_like(t) for t in (ln_w, ln_b, w1)]
         grads += [w1.new_zeros(w1.shape[0]), torch.zeros_like(w2),
                   w2.new_zeros(w2.shape[0])]
         g_ln_w, g_ln_b, g_w1, g_b1, g_w2, g_b2 = grads
-        for r0 in range(0, y2.shape[0], ctx.chunk):
-            part = slice(r0, r0 + ctx.chunk)
+        for r0 in range(0, y2.shape[0], chunk):
+            part = slice(r0, r0 + chunk)
             y, h, g = y2[part], hidden[part], g2[part]
             g_mlp = g if row_scale is None else g * row_scale[part]
             g_w2.addmm_(g_mlp.t(), F.gelu(h))
             g_b2 += g_mlp.sum(0)
             g_h = torch.ops.aten.gelu_backward(g_mlp @ w2, h)
-            n = torch.native_layer_norm(y, (C, ), ln_w, ln_b, ctx.eps)[0]
+            n = torch.native_layer_norm(y, (C, ), ln_w, ln_b, eps)[0]
             g_w1.addmm_(g_h.t(), n)
             g_b1 += g_h.sum(0)
             g_n, g_w, g_b = torch.ops.aten.native_layer_norm_backward(
@@ -316,7 +346,94 @@ class _ResidualMlpFunction(torch.autograd.Function):
             torch.add(g_n, g, out=grad_y[part])
             g_ln_w += g_w
             g_ln_b += g_b
+        return grad_y, grads
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor, scale: Optional[torch.Tensor],
+                chunk: int, eps: float, ln_w: torch.Tensor,
+                ln_b: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
+                w2: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
+        y2 = y.reshape(-1, y.shape[-1])
+        row_scale = _ResidualMlpFunction.row_scale(y, scale)
+        out, hidden, mean, rstd = _ResidualMlpFunction.run(
+            y2, row_scale, chunk, eps, ln_w, ln_b, w1, b1, w2, b2)
+        ctx.chunk, ctx.eps = chunk, eps
+        ctx.save_for_backward(y2, hidden, mean, rstd, row_scale, ln_w, ln_b,
+                              w1, w2)
+        return out.view(y.shape)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        y2, hidden, mean, rstd, row_scale, ln_w, ln_b, w1, w2 = \
+            ctx.saved_tensors
+        grad_y, grads = _ResidualMlpFunction.grads(
+            grad.reshape(-1, y2.shape[1]), y2, hidden, mean, rstd, row_scale,
+            ctx.chunk, ctx.eps, ln_w, ln_b, w1, w2)
         return (grad_y.view(grad.shape), None, None, None, *grads)
+
+
+class _CheckpointFunction(torch.autograd.Function):
+    """``with_cp`` of a block whose channel MLP runs in token chunks.
+
+    Like reentrant checkpointing (``torch.utils.checkpoint``), the forward
+    runs the block without autograd (streamed where it can be, see
+    :meth:`MorphBlock._checkpointed`) and keeps only its input; the backward
+    recomputes the block with autograd and back-propagates through it, the
+    inner backward accumulating the gradients of the block's other
+    parameters into their ``.grad`` as reentrant checkpointing does. Unlike
+    it, the recompute stops where the backward stops needing values: the
+    channel MLP's backward (:meth:`_ResidualMlpFunction.grads`) needs its
+    hidden layer before GELU and its LayerNorm statistics, so the recompute
+    runs the MLP's LayerNorm and ``fc1`` only -- not GELU, not ``fc2`` (a
+    quarter of the block's MACs), not the output. The CPU random state is
+    replayed in the recompute, so a DropPath draws the same samples.
+
+    Used by :meth:`MorphBlock.forward` where the recompute would take
+    :class:`_ResidualMlpFunction`; otherwise ``with_cp`` is
+    ``torch.utils.checkpoint``. Gradients equal those of the block without
+    checkpointing (tests).
+    """
+
+    @staticmethod
+    def forward(ctx, block: 'MorphBlock', x: torch.Tensor,
+                *mlp_params: torch.Tensor) -> torch.Tensor:
+        ctx.block = block
+        ctx.rng = torch.get_rng_state() if block._draws_random() else None
+        ctx.save_for_backward(x)
+        return block._checkpointed(x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        if not torch.autograd._is_checkpoint_valid():
+            raise RuntimeError(
+                'with_cp=True recomputes MorphMLP blocks inside '
+                'loss.backward(); it does not support torch.autograd.grad '
+                '(build the model with with_cp=False for that)')
+        (x, ), block = ctx.saved_tensors, ctx.block
+        with torch.random.fork_rng(devices=[], enabled=ctx.rng is not None):
+            if ctx.rng is not None:
+                torch.set_rng_state(ctx.rng)
+            with torch.enable_grad():
+                xd = x.detach().requires_grad_(True)
+                y = block._forward_mixing(xd)
+            scale = block._path_scale(y)
+        mlp = _ResidualMlpFunction
+        chunk, eps, params = block.train_mlp_chunk, block.norm2.eps, \
+            block._mlp_params()
+        y2 = y.detach().reshape(-1, y.shape[-1])
+        row_scale = mlp.row_scale(y, scale)
+        _, hidden, mean, rstd = mlp.run(y2, row_scale, chunk, eps, *params,
+                                        output=False)
+        ln_w, ln_b, w1, _, w2, _ = params
+        grad_y, grads = mlp.grads(grad.reshape(y2.shape), y2, hidden, mean,
+                                  rstd, row_scale, chunk, eps, ln_w, ln_b,
+                                  w1, w2)
+        del hidden
+        torch.autograd.backward(y, grad_y.view(y.shape))
+        return (None, xd.grad, *(g if need else None for g, need in zip(
+            grads, ctx.needs_input_grad[2:])))
 
 
 def _residual_linear(residual: torch.Tensor, x: torch.Tensor,

@@ -233,7 +233,8 @@ def test_training_equals_plain(build, shape, with_cp, mlp_chunk,
     with the channel MLP given to autograd (chunk 0) and in chunks of 7
     tokens (:class:`~morphmlp_mm.models.blocks._ResidualMlpFunction`: every
     block of these clips has more tokens, most counts with a partial last
-    chunk).
+    chunk; under with_cp the recompute of
+    :class:`~morphmlp_mm.models.blocks._CheckpointFunction`).
 
     ``norm_eval`` keeps the stem's BatchNorm on its running statistics: with
     batch statistics the gradients of the conv biases in front of it are
@@ -241,16 +242,19 @@ def test_training_equals_plain(build, shape, with_cp, mlp_chunk,
     """
     monkeypatch.setattr(MorphBlock, 'train_mlp_chunk', mlp_chunk)
     calls = []
-    real_apply = blocks._ResidualMlpFunction.apply
-    monkeypatch.setattr(blocks._ResidualMlpFunction, 'apply',
-                        lambda *args: calls.append(1) or real_apply(*args))
+    real_run = blocks._ResidualMlpFunction.run
+    monkeypatch.setattr(
+        blocks._ResidualMlpFunction, 'run',
+        staticmethod(lambda *args, output=True: calls.append(output) or
+                     real_run(*args, output=output)))
     model = build(with_cp=with_cp, norm_eval=True).train()
     plain = build_plain(model)
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(4))
     check_grads(model, plain, x)
     blocks_run = sum(len(getattr(model, f'blocks{i}')) for i in range(1, 5))
-    # with_cp: the first forward streams, the recompute takes the function
-    assert len(calls) == (blocks_run if mlp_chunk else 0)
+    # with_cp: the first forward streams, the recompute runs the chunked
+    # MLP up to fc1 (no output)
+    assert calls == ([not with_cp] * blocks_run if mlp_chunk else [])
 
 
 def test_eval_with_grad_equals_plain():
@@ -386,6 +390,57 @@ def test_chunked_mlp_with_drop_path_equals_layers(shape, monkeypatch):
         assert_grad_close(gp_b[name], gp_a[name], name)
     with torch.no_grad():  # the draws did drop paths
         assert not torch.allclose(out_b[0], block.eval()(x), atol=1e-3)
+
+
+@pytest.mark.parametrize('drop_path', [0., 0.5])
+def test_checkpointed_block_equals_block(drop_path, monkeypatch):
+    """with_cp through :class:`~morphmlp_mm.models.blocks._CheckpointFunction`
+    (the recompute stops after fc1): same outputs and gradients as the
+    block without checkpointing, DropPath included (the recompute replays
+    the random state: same seed, same samples dropped), and the recompute
+    never runs the MLP's output GEMM."""
+    monkeypatch.setattr(MorphBlock, 'train_mlp_chunk', 16)
+    shape = (4, 3, 6, 5, 24)
+    block = randomize(MorphBlock(24, (1, 4), 3., frames=3,
+                                 drop_path=drop_path)).train()
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(8))
+    weight = torch.randn(shape, generator=torch.Generator().manual_seed(9))
+    fc2 = []
+    block.mlp.fc2.weight.register_hook(lambda g: fc2.append(1))
+    real_run = blocks._ResidualMlpFunction.run
+    runs = []
+    monkeypatch.setattr(
+        blocks._ResidualMlpFunction, 'run',
+        staticmethod(lambda *args, output=True: runs.append(output) or
+                     real_run(*args, output=output)))
+    results = []
+    for with_cp in (False, True):
+        block.with_cp = with_cp
+        torch.manual_seed(3)
+        results.append(grads(block, x, [weight]))
+    assert runs == [True, False]  # layer path, then the recompute
+    assert fc2 == [1, 1]  # fc2's gradient comes from the function
+    (out_a, gx_a, gp_a), (out_b, gx_b, gp_b) = results
+    assert_outputs_close(out_b, out_a)
+    assert_grad_close(gx_b, gx_a, 'input')
+    assert gp_a.keys() == gp_b.keys()
+    for name in gp_a:
+        assert_grad_close(gp_b[name], gp_a[name], name)
+    if drop_path:  # the seed mattered: another one drops other samples
+        torch.manual_seed(4)
+        with torch.no_grad():
+            assert not torch.allclose(block(x), out_a[0], atol=1e-3)
+
+
+def test_checkpointed_block_refuses_autograd_grad(monkeypatch):
+    """Like reentrant checkpointing, with_cp accumulates the block's
+    gradients inside ``backward()``; ``torch.autograd.grad`` gets a clear
+    error instead of silently missing gradients."""
+    monkeypatch.setattr(MorphBlock, 'train_mlp_chunk', 16)
+    block = MorphBlock(24, (1, 4), 3., frames=2, with_cp=True).train()
+    x = torch.randn(1, 2, 6, 8, 24, requires_grad=True)
+    with pytest.raises(RuntimeError, match='torch.autograd.grad'):
+        torch.autograd.grad(block(x).sum(), x)
 
 
 def test_chunked_mlp_only_where_it_applies(monkeypatch):
