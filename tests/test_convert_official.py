@@ -9,7 +9,6 @@ Models for the 224-px checks are built on the ``meta`` device and filled
 with ``load_state_dict(assign=True, strict=True)``, which skips the slow
 random init and proves that every parameter comes from the converted file.
 """
-import importlib.util
 import json
 from pathlib import Path
 
@@ -22,13 +21,9 @@ from morphmlp_mm import MorphMLP, MorphMLP3D
 from morphmlp_mm.checkpoint import detect_arch, init_on_meta, \
     split_backbone_head
 from morphmlp_mm.utils import safe_torch_load
+from tool_scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / 'tools' / 'convert' / 'morphmlp_official_to_mm.py'
-_spec = importlib.util.spec_from_file_location('morphmlp_official_to_mm',
-                                               SCRIPT)
-conv = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(conv)
+conv = load_script('tools/convert/morphmlp_official_to_mm.py')
 
 ARCH = dict(depths=[1, 1, 2, 1], channels=[16, 32, 56, 112],
             chunk_lengths=[4, 8, 8, 16])

@@ -9,7 +9,6 @@
   the top-5 ImageNet classes;
 * tools/analysis/get_flops.py prints the paper's FLOPs for MorphMLP-T.
 """
-import importlib.util
 import os
 import re
 import subprocess
@@ -20,6 +19,7 @@ import cv2
 import pytest
 import torch
 from mmengine.config import Config
+from tool_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / 'configs' / 'classification'
@@ -35,13 +35,6 @@ VARIANTS = {
 
 def _config_path(arch: str) -> Path:
     return CONFIG_DIR / f'morphmlp-{arch}_8xb128_in1k.py'
-
-
-def _load_tool(name: str, relpath: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / relpath)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(args, cwd, timeout=900) -> str:
@@ -204,7 +197,7 @@ def test_train_val_test_tiny_imagenet(tmp_path):
 # --------------------------------------------------------------------------
 def test_image_demo_real_photo_top5(tmp_path, capsys):
     from mmpretrain.datasets.categories import IMAGENET_CATEGORIES
-    demo = _load_tool('image_demo_tool', 'tools/demo/image_demo.py')
+    demo = load_script('tools/demo/image_demo.py')
     out_file = tmp_path / 'chelsea_top5.jpg'
     rows = demo.main(['skimage:chelsea', str(_config_path('tiny')),
                       '--out-file', str(out_file)])
@@ -231,7 +224,7 @@ def test_image_demo_real_photo_top5(tmp_path, capsys):
 
 
 def test_image_demo_rejects_bad_input(tmp_path):
-    demo = _load_tool('image_demo_tool', 'tools/demo/image_demo.py')
+    demo = load_script('tools/demo/image_demo.py')
     with pytest.raises(ValueError, match='no photo'):
         demo.load_rgb('skimage:not_a_photo')
     with pytest.raises(ValueError, match='no such file'):
@@ -242,7 +235,7 @@ def test_image_demo_rejects_bad_input(tmp_path):
 # FLOPs of the paper table (MorphMLP-T only: the others take minutes here)
 # --------------------------------------------------------------------------
 def test_get_flops_tiny_matches_paper_table(capsys):
-    tool = _load_tool('get_flops_tool', 'tools/analysis/get_flops.py')
+    tool = load_script('tools/analysis/get_flops.py')
     result = tool.main([str(_config_path('tiny'))])
     text = capsys.readouterr().out
     assert result['input_shape'] == [1, 3, 224, 224]

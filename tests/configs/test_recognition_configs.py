@@ -44,7 +44,6 @@ on a CPU in seconds, with ``--cfg-options``:
 * one torch thread per process (thread oversubscription on a loaded 2-core
   machine makes tiny models 100x slower).
 """
-import importlib.util
 import os
 import re
 import socket
@@ -57,6 +56,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
+from tool_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG_DIR = ROOT / 'configs' / 'recognition'
@@ -119,15 +119,6 @@ DECODERS = {
     'pyav': ('PyAVInitCounted', 'PyAVDecode'),
     'opencv': ('OpenCVInit', 'OpenCVDecode'),
 }
-
-
-def _load_module(name: str, rel: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / rel)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 @pytest.fixture(autouse=True)
@@ -443,8 +434,7 @@ def tiny_data(tmp_path_factory):
     (48 or 72 at this height: "DECORDArrayCopyFromTo: The size must exactly
     match"); 64 works with every decoder.
     """
-    maker = _load_module('morphmlp_mm_make_tiny_dataset',
-                         'tools/data/make_tiny_dataset.py')
+    maker = load_script('tools/data/make_tiny_dataset.py')
     root = tmp_path_factory.mktemp('tiny_video')
     out = {}
     for dataset in (K400, SSV2):

@@ -22,7 +22,6 @@ the backbone becomes depths (1, 1, 1, 1) with channels (28, 56, 112, 196)
 padding as every official variant) and the heads get 16 channels. The full
 T/S/B models are built and run (64x64) in ``test_config_loads_and_builds``.
 """
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -34,6 +33,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tool_scripts import load_script
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SEG_DIR = osp.join(ROOT, 'configs', 'segmentation')
@@ -65,15 +65,6 @@ MINI_ARCH = dict(
 TINY_SIZE = '(128,64)'  # test Resize scale: 96x128 images -> 64x85
 
 
-def _load_tool(name, relpath):
-    """Import a script under tools/ as a module."""
-    spec = importlib.util.spec_from_file_location(name,
-                                                  osp.join(ROOT, relpath))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(autouse=True, scope='module')
 def one_torch_thread():
     """On 2 shared cores two intra-op threads make small steps ~30x slower."""
@@ -86,8 +77,7 @@ def one_torch_thread():
 @pytest.fixture(scope='module')
 def tiny_ade(tmp_path_factory):
     """A tiny ADEChallengeData2016 tree: 6 train and 6 val 96x128 images."""
-    maker = _load_tool('morphmlp_make_tiny_dataset',
-                       'tools/data/make_tiny_dataset.py')
+    maker = load_script('tools/data/make_tiny_dataset.py')
     root = str(tmp_path_factory.mktemp('ade') / 'ADEChallengeData2016')
     summary = maker.make_dataset(
         ['ade20k', '--out', root, '--per-class', '1', '--val-per-class', '1'])
@@ -460,7 +450,7 @@ def test_test_tool_slide_and_whole(trained, mode, tmp_path, monkeypatch):
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(EncoderDecoder, f'{name}_inference', counted)
-    test_tool = _load_tool('morphmlp_tools_test', 'tools/test.py')
+    test_tool = load_script('tools/test.py')
     test_tool.main([
         trained['config'],
         str(trained['work_dir'] / 'iter_2.pth'), '--work-dir',
@@ -477,7 +467,7 @@ def test_test_tool_slide_and_whole(trained, mode, tmp_path, monkeypatch):
 
 
 def test_demo_writes_colour_overlay(trained, tiny_ade, tmp_path):
-    demo = _load_tool('morphmlp_seg_demo', 'tools/demo/seg_demo.py')
+    demo = load_script('tools/demo/seg_demo.py')
     image = osp.join(tiny_ade, 'images', 'validation',
                      'ADE_val_00000001.jpg')
     out = tmp_path / 'overlay.png'
@@ -491,7 +481,7 @@ def test_demo_writes_colour_overlay(trained, tiny_ade, tmp_path):
 
 
 def test_demo_without_checkpoint_warns(tiny_ade, tmp_path):
-    demo = _load_tool('morphmlp_seg_demo', 'tools/demo/seg_demo.py')
+    demo = load_script('tools/demo/seg_demo.py')
     image = osp.join(tiny_ade, 'images', 'validation',
                      'ADE_val_00000002.jpg')
     out = tmp_path / 'random.png'
@@ -518,7 +508,7 @@ def _check_overlay(image, out):
 
 
 def test_demo_rejects_bad_arguments(tmp_path):
-    demo = _load_tool('morphmlp_seg_demo', 'tools/demo/seg_demo.py')
+    demo = load_script('tools/demo/seg_demo.py')
     config = _config_path('fpn', 'tiny')
     with pytest.raises(SystemExit, match='image=.*no such file'):
         demo.main([config, str(tmp_path / 'missing.jpg')])

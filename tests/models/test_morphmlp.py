@@ -1,5 +1,4 @@
 """MorphMLP / MorphMLP3D backbone behaviour."""
-import copy
 
 import pytest
 import torch

@@ -19,12 +19,10 @@ warning (``RobustVideoDataset(skip_corrupt=True)``); the tests at the end
 check that and the errors in test mode.
 """
 import collections
-import importlib.util
 import os
 import pickle
 import re
 import shutil
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Dict, List, Tuple, Type
@@ -35,6 +33,7 @@ import torch.nn as nn
 
 import morphmlp_mm  # noqa: F401  (host workarounds, registration)
 from morphmlp_mm import MorphMLP, MorphMLP3D
+from tool_scripts import load_script
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,31 +47,20 @@ BARE = ('is invalid for input of size', 'mat1 and mat2 shapes',
         "'NoneType' object")
 
 
-def _load_script(name: str, rel: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / rel)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def _train_tool():
-    return _load_script('morphmlp_mm_tools_train', 'tools/train.py')
+    return load_script('tools/train.py')
 
 
 def _test_tool():
-    return _load_script('morphmlp_mm_tools_test', 'tools/test.py')
+    return load_script('tools/test.py')
 
 
 def _converter():
-    return _load_script('morphmlp_mm_reliability_converter',
-                        'tools/convert/morphmlp_official_to_mm.py')
+    return load_script('tools/convert/morphmlp_official_to_mm.py')
 
 
 def _tiny_dataset_maker():
-    return _load_script('morphmlp_mm_reliability_make_tiny',
-                        'tools/data/make_tiny_dataset.py')
+    return load_script('tools/data/make_tiny_dataset.py')
 
 
 @pytest.fixture

@@ -19,10 +19,8 @@ And nothing global is weakened: ``torch.load`` keeps its default,
 torch's own safe list.
 """
 import collections
-import importlib.util
 import os
 import pickle
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +32,7 @@ import morphmlp_mm  # noqa: F401  (installs the loader)
 from morphmlp_mm import MorphMLP, MorphMLP3D
 from morphmlp_mm.checkpoint import load_pretrained
 from morphmlp_mm.utils import safe_torch_load
+from tool_scripts import load_script
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,14 +172,7 @@ def test_pretrained_init_refuses(tmp_path, kind):
 
 def _converter():
     """tools/convert/morphmlp_official_to_mm.py, imported by path."""
-    name = 'morphmlp_mm_reliability_converter'
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, ROOT / 'tools/convert/morphmlp_official_to_mm.py')
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_script('tools/convert/morphmlp_official_to_mm.py')
 
 
 def test_converter_refuses(tmp_path, capsys):

@@ -1,12 +1,12 @@
 """Smoke runs of tools/analysis/benchmark.py at tiny shapes (no timing asserts)."""
 import ctypes
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+from tool_scripts import load_script
 
 TINY = ['--arch', 'tiny', '--frames', '4', '--size', '64', '--modes', 'infer',
         'train', '--repeats', '1', '--threads', '1', '--quick', '--no-flops']
@@ -92,19 +92,10 @@ def test_benchmark_stages_and_ops_split(tmp_path, repo_root):
     assert '## Time by op category' in md and md.count('| train |') == 2
 
 
-def load_tool(repo_root):
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_tool', os.path.join(repo_root, 'tools', 'analysis',
-                                       'benchmark.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
-def test_op_categories(repo_root):
+def test_op_categories():
     """The --ops categories of the ops a MorphMLP step runs."""
     import torch
-    tool = load_tool(repo_root)
+    tool = load_script('tools/analysis/benchmark.py')
     aten = torch.ops.aten
     expected = {
         aten.mm.default: 'gemm/conv',
@@ -124,16 +115,16 @@ def test_op_categories(repo_root):
     assert {op: tool.op_category(op) for op in expected} == expected
 
 
-def test_ops_with_compile_is_refused(repo_root):
-    tool = load_tool(repo_root)
+def test_ops_with_compile_is_refused():
+    tool = load_script('tools/analysis/benchmark.py')
     with pytest.raises(ValueError, match='--ops .* --compile'):
         tool.main(['--arch', 'tiny', '--ops', '--compile'])
 
 
-def test_retain_heap_without_glibc_says_so(repo_root, monkeypatch):
+def test_retain_heap_without_glibc_says_so(monkeypatch):
     """--retain-heap on a system without glibc: a clear error naming the
     option, not an OSError from ctypes."""
-    tool = load_tool(repo_root)
+    tool = load_script('tools/analysis/benchmark.py')
 
     def no_glibc(name):
         raise OSError(f'{name}: cannot open shared object file')

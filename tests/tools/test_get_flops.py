@@ -6,7 +6,6 @@ counts run in seconds; the numbers are checked against independent
 twins, which the tool counts by default) and against exact MAC formulas (a
 linear head adds in_channels x classes).
 """
-import importlib.util
 import json
 import logging
 import warnings
@@ -17,12 +16,10 @@ import torch
 from mmengine.config import Config
 
 from morphmlp_mm.models.plain import build_plain
+from tool_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    'get_flops_tool', ROOT / 'tools' / 'analysis' / 'get_flops.py')
-gf = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gf)
+gf = load_script('tools/analysis/get_flops.py')
 
 ARCH = ("dict(depths=[1, 1, 1, 1], channels=[16, 32, 56, 112], "
         "chunk_lengths=[4, 8, 8, 16])")

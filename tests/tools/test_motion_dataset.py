@@ -3,7 +3,6 @@
 Only ``mmaction.datasets`` is imported here (it does not pull in
 ``mmaction.models``, so the plugin's host workarounds are not needed).
 """
-import importlib.util
 import json
 import os.path as osp
 from pathlib import Path
@@ -13,13 +12,10 @@ import cv2
 import decord
 import numpy as np
 import pytest
+from tool_scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / 'tools' / 'data' / 'make_motion_dataset.py'
 
-_spec = importlib.util.spec_from_file_location('make_motion_dataset', SCRIPT)
-mmd = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(mmd)
+mmd = load_script('tools/data/make_motion_dataset.py')
 
 LEFT = 'moving something from right to left'
 RIGHT = 'moving something from left to right'

@@ -2,7 +2,6 @@
 import json
 import os
 import os.path as osp
-import sys
 
 import pytest
 from mmengine.config import Config

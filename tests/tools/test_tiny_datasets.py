@@ -7,13 +7,10 @@ host's real dataset class and real decode pipelines: mmaction2
 ``ImageNet``. Besides layout, lengths, labels and shapes, the tests check that
 the pixels carry the labels (class colours, exact masks, motion direction).
 """
-import importlib.util
 import json
 import os
 import os.path as osp
 import re
-import sys
-from pathlib import Path
 from typing import Dict, List
 
 # cv2 before decord: decord's bundled zlib breaks cv2's PNG I/O otherwise
@@ -21,22 +18,11 @@ import cv2
 import numpy as np
 import pytest
 from mmengine.registry import DefaultScope
-
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / 'tools' / 'data' / 'make_tiny_dataset.py'
+from tool_scripts import load_script
 
 
-def _load_script():
-    name = 'morphmlp_mm_make_tiny_dataset'
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
-
-mtd = _load_script()
+mtd = load_script('tools/data/make_tiny_dataset.py')
 BACKENDS = ('Decord', 'PyAV', 'OpenCV')
 
 

@@ -7,7 +7,6 @@ mmaction2's Recognizer3D with a tiny ResNet3d for one epoch on a tiny
 Kinetics-400 written by tools/data/make_tiny_dataset.py, tests the
 checkpoint with ``--dump`` and resumes it.
 """
-import importlib.util
 import os
 import os.path as osp
 import pickle
@@ -17,22 +16,14 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
+from tool_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load(name: str, rel: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / rel)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-train = _load('morphmlp_mm_tools_train', 'tools/train.py')
-test_tool = _load('morphmlp_mm_tools_test', 'tools/test.py')
-mtd = _load('morphmlp_mm_make_tiny_dataset', 'tools/data/make_tiny_dataset.py')
+train = load_script('tools/train.py')
+test_tool = load_script('tools/test.py')
+mtd = load_script('tools/data/make_tiny_dataset.py')
 
 
 @pytest.fixture
