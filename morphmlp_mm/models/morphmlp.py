@@ -49,8 +49,10 @@ class MorphMLP(BaseModule):
             (-1: freeze nothing). Defaults to -1.
         norm_eval (bool): Keep BatchNorm layers in eval mode while training.
             Defaults to False.
-        with_cp (bool): Gradient checkpointing of every block. Defaults to
-            False.
+        with_cp (bool | Sequence[bool]): Gradient checkpointing of every
+            block, or per stage (one bool per stage, e.g. ``(True, True,
+            False, False)`` for the first two stages, whose blocks hold the
+            most activation memory per block). Defaults to False.
         norm_cfg (dict, optional): Norm of the stem (``BN``, ``SyncBN``...).
             Defaults to BN (BN3d for video).
         init_cfg (dict | list[dict], optional): mmengine init config. A
@@ -107,7 +109,7 @@ class MorphMLP(BaseModule):
                  drop_path_rate: float = 0.,
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
-                 with_cp: bool = False,
+                 with_cp: Union[bool, Sequence[bool]] = False,
                  norm_cfg: Optional[dict] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -132,6 +134,7 @@ class MorphMLP(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
+        stage_cp = self._parse_with_cp(with_cp)
 
         depths = self.arch_settings['depths']
         channels = self.arch_settings['channels']
@@ -155,7 +158,7 @@ class MorphMLP(BaseModule):
                     num_branches=2 if i == self.num_stages - 1 else 3,
                     frames=frames,
                     drop_path=dpr[start + j],
-                    with_cp=with_cp) for j in range(depths[i])
+                    with_cp=stage_cp[i]) for j in range(depths[i])
             ])
             start += depths[i]
             self.add_module(f'blocks{i + 1}', blocks)
@@ -251,6 +254,18 @@ class MorphMLP(BaseModule):
                     f'{out_indices!r}')
             parsed.append(index % self.num_stages)
         return tuple(sorted(set(parsed)))
+
+    def _parse_with_cp(self, with_cp) -> Tuple[bool, ...]:
+        """``with_cp`` as one bool per stage."""
+        if isinstance(with_cp, bool):
+            return (with_cp, ) * self.num_stages
+        if not (isinstance(with_cp, (list, tuple))
+                and len(with_cp) == self.num_stages
+                and all(isinstance(v, bool) for v in with_cp)):
+            raise ValueError(
+                f'with_cp must be a bool or a sequence of {self.num_stages} '
+                f'bools (one per stage), got {with_cp!r}')
+        return tuple(with_cp)
 
     def _stem_kwargs(self) -> dict:
         """Extra arguments of :class:`Stem` (none for images)."""

@@ -74,7 +74,7 @@ class MorphMLP3D(MorphMLP):
                  drop_path_rate: float = 0.,
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
-                 with_cp: bool = False,
+                 with_cp: Union[bool, Sequence[bool]] = False,
                  norm_cfg: Optional[dict] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         if not isinstance(num_frames, int) or isinstance(

@@ -104,6 +104,9 @@ def test_custom_arch_windows_and_ratios():
     (dict(frozen_stages=4), 'frozen_stages'),
     (dict(drop_path_rate=1.5), 'drop_path_rate'),
     (dict(in_channels=0), 'in_channels'),
+    (dict(with_cp=(True, False)), r'with_cp .* 4 bools .* \(True, False\)'),
+    (dict(with_cp='yes'), "with_cp .* got 'yes'"),
+    (dict(with_cp=(1, 0, 0, 0)), 'with_cp'),
 ])
 def test_bad_options(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
@@ -245,10 +248,11 @@ def test_norm_eval():
     torch.testing.assert_close(model.patch_embed1.norm1.running_mean, stats)
 
 
-def test_with_cp_same_outputs_and_grads():
+@pytest.mark.parametrize('with_cp', [True, [True, False, True, False]])
+def test_with_cp_same_outputs_and_grads(with_cp):
     torch.manual_seed(0)
     ref = MorphMLP3D(TINY, num_frames=4)
-    cp = MorphMLP3D(TINY, num_frames=4, with_cp=True)
+    cp = MorphMLP3D(TINY, num_frames=4, with_cp=with_cp)
     cp.load_state_dict(ref.state_dict())
     ref.eval(), cp.eval()  # BN in eval so both see the same statistics
     x = torch.rand(1, 3, 4, 32, 32)
@@ -259,7 +263,9 @@ def test_with_cp_same_outputs_and_grads():
     for (name, a), (_, b) in zip(ref.named_parameters(),
                                  cp.named_parameters()):
         torch.testing.assert_close(b.grad, a.grad, msg=name)
-    assert all(b.with_cp for b in cp.blocks2)
+    stages = (with_cp, ) * 4 if with_cp is True else with_cp
+    for i, flag in enumerate(stages):
+        assert all(b.with_cp is flag for b in getattr(cp, f'blocks{i + 1}'))
 
 
 def test_drop_path_schedule():
