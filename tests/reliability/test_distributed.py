@@ -82,6 +82,27 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from morphmlp_mm.models import blocks
+
+# MLP chunks of 16 tokens: the first stages of these 32x32 images have more,
+# so training runs the chunked MLP and, under with_cp, the checkpoint
+# function of the blocks (both custom autograd functions) under DDP.
+blocks.MorphBlock.train_mlp_chunk = 16
+CALLS = dict(mlp=0, cp=0)
+
+
+def _counted(function, key):
+    apply = function.apply
+
+    def counted(*args):
+        CALLS[key] += 1
+        return apply(*args)
+    function.apply = counted
+
+
+_counted(blocks._ResidualMlpFunction, 'mlp')
+_counted(blocks._CheckpointFunction, 'cp')
+
 
 @HOOKS.register_module(force=True)
 class DistProbeHook(Hook):
@@ -97,6 +118,7 @@ class DistProbeHook(Hook):
             norm_types=[type(stem.norm1).__name__,
                         type(stem.norm2).__name__],
             world_size=runner.world_size,
+            calls=dict(CALLS),
             moved=max((v.detach() - self.start[k]).abs().max().item()
                       for k, v in model.named_parameters()),
             buffers={k: v.clone() for k, v in model.state_dict().items()
@@ -138,8 +160,9 @@ def _load(path: Path) -> dict:
 
 @pytest.mark.parametrize('with_cp', [False, True])
 def test_two_gloo_ranks_equal_one_process_with_syncbn(tmp_path, with_cp):
-    """Also with checkpointed blocks (reentrant checkpointing under DDP,
-    the first forward on the streamed no-grad path)."""
+    """Also with checkpointed blocks (reentrant-style checkpointing under
+    DDP, the first forward on the streamed no-grad path, the recompute up to
+    the MLP's fc1)."""
     data_root = tmp_path / 'in1k'
     _run([
         PYTHON, str(ROOT / 'tools/data/make_tiny_dataset.py'), 'imagenet',
@@ -179,6 +202,11 @@ def test_two_gloo_ranks_equal_one_process_with_syncbn(tmp_path, with_cp):
     # the weights moved far more than the tolerance during the 6 steps
     assert single['moved'] > 1000 * TOL and rank0['moved'] > 1000 * TOL
     assert single['world_size'] == 1
+    # the chunked MLP (no with_cp) or the checkpoint function ran in every
+    # training step of both runs
+    key = 'cp' if with_cp else 'mlp'
+    for run in (single, rank0, rank1):
+        assert run['calls'][key] >= 6, run['calls']
     assert single['norm_types'] == ['_BatchNormXd', '_BatchNormXd']
     assert rank0['world_size'] == rank1['world_size'] == 2
     assert all('SyncBatchNorm' in t for t in rank0['norm_types'])
