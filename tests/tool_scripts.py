@@ -19,8 +19,7 @@ def load_script(relpath: str) -> ModuleType:
     path = ROOT / relpath
     if path.suffix != '.py' or not path.is_file():
         raise FileNotFoundError(f'load_script: no Python script at {path}')
-    name = 'morphmlp_mm_' + '.'.join(Path(relpath).with_suffix('').parts)
-    name = name.replace('.', '_')
+    name = 'morphmlp_mm_' + '_'.join(Path(relpath).with_suffix('').parts)
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
