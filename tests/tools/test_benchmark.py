@@ -132,3 +132,45 @@ def test_retain_heap_without_glibc_says_so(monkeypatch):
     monkeypatch.setattr(ctypes, 'CDLL', no_glibc)
     with pytest.raises(RuntimeError, match='--retain-heap needs glibc'):
         tool.retain_heap()
+
+
+def test_paired_ratios_follow_rounds_not_medians():
+    """A model that is 1.3x faster in every round is reported as 1.3x
+    paired by round, even where the rounds' medians pair a fast round of
+    one model with a slow round of the other (here 2.6x)."""
+    tool = load_script('tools/analysis/benchmark.py')
+    ours = tool.Spec('M', 'video', lambda: None, (1, 3, 4, 8, 8), ours=True)
+    plain = tool.Spec('M plain', 'video', lambda: None, (1, 3, 4, 8, 8),
+                      plain_of='M')
+    cp = tool.Spec('M cp', 'video', lambda: None, (1, 3, 4, 8, 8),
+                   train_only=True)
+    ours_runs, plain_runs = [1.0, 1.0, 2.0], [1.3, 2.6, 2.6]
+    floor_runs = [0.8, 0.5, 1.6]
+    for spec, runs in ((ours, ours_runs), (plain, plain_runs)):
+        spec.results.update(infer_s=tool.median(runs), infer_runs=runs,
+                            infer_floor_runs=floor_runs,
+                            infer_x_floor=tool.median(runs) /
+                            tool.median(floor_runs))
+    ours.results.update(train_s=1.0, train_runs=[1.0, 2.0, 1.0])
+    cp.results.update(train_s=1.2, train_runs=[1.1, 2.2, 1.1])
+    ratios = tool.compute_ratios([ours, plain, cp], {})
+    entry = ratios['ours_vs_plain']['M']
+    assert entry['infer_speedup'] == pytest.approx(2.6)
+    assert entry['infer_speedup_paired'] == pytest.approx(1.3)
+    # ours / floor per round: 1.25, 2.0, 1.25; plain: 1.625, 5.2, 1.625
+    assert entry['infer_ours_x_floor_paired'] == pytest.approx(1.25)
+    assert entry['infer_plain_x_floor_paired'] == pytest.approx(1.625)
+    assert entry['infer_rounds'] == 3
+    assert ratios['with_cp']['M']['step_time_increase'] == \
+        pytest.approx(0.2)
+    assert ratios['with_cp']['M']['step_time_increase_paired'] == \
+        pytest.approx(0.1)
+    lines = tool.ratio_lines(dict(ratios=ratios))
+    assert '[paired by round: 1.30x, ours 1.25 x floor, plain 1.62 x floor]' \
+        in lines[0]
+    assert 'step time +20% (paired by round +10%)' in lines[1]
+    # one round: nothing to pair, no paired note
+    assert tool.paired_median([2.0], [1.0]) == 2.0
+    entry['infer_rounds'] = 1
+    assert 'paired' not in tool.ratio_lines(dict(ratios=ratios))[0]
+    assert tool.paired_median([1.0, 2.0], [1.0]) is None

@@ -708,6 +708,21 @@ def median(values: Sequence[float]) -> Optional[float]:
     return statistics.median(values) if values else None
 
 
+def paired_median(num: Optional[Sequence[float]],
+                  den: Optional[Sequence[float]]) -> Optional[float]:
+    """Median over rounds of ``num[r] / den[r]``, or ``None``.
+
+    The two times of a round are taken minutes apart at most (the models of
+    a round run one after the other, a floor right after its model), so a
+    drift of the machine's speed between rounds (other tenants, frequency)
+    divides out of each round's ratio; the ratio of the two medians can
+    pair a fast round of one with a slow round of the other.
+    """
+    if not num or not den or len(num) != len(den):
+        return None
+    return statistics.median(a / b for a, b in zip(num, den))
+
+
 def run_benchmark(args, specs: List[Spec]) -> Dict:
     torch.set_num_threads(args.threads)
     clock = time.process_time if args.clock == 'cpu' else time.perf_counter
@@ -931,6 +946,14 @@ def compute_ratios(specs: List[Spec],
                         f'{mode}_x_floor')
                     entry[f'{mode}_plain_x_floor'] = plain.get(
                         f'{mode}_x_floor')
+                    entry[f'{mode}_rounds'] = len(ours.get(f'{mode}_runs')
+                                                  or ())
+                    entry[f'{mode}_speedup_paired'] = paired_median(
+                        plain.get(f'{mode}_runs'), ours.get(f'{mode}_runs'))
+                    for who, res in (('ours', ours), ('plain', plain)):
+                        entry[f'{mode}_{who}_x_floor_paired'] = \
+                            paired_median(res.get(f'{mode}_runs'),
+                                          res.get(f'{mode}_floor_runs'))
             ratios['ours_vs_plain'][spec.plain_of] = entry
         if spec.train_only and spec.name.endswith(' cp'):
             base = by_name.get(spec.name[:-len(' cp')])
@@ -938,6 +961,10 @@ def compute_ratios(specs: List[Spec],
             if base and base.get('train_s') and res.get('train_s'):
                 entry = dict(step_time_increase=res['train_s'] /
                              base['train_s'] - 1)
+                paired = paired_median(res.get('train_runs'),
+                                       base.get('train_runs'))
+                if paired is not None and len(res['train_runs']) > 1:
+                    entry['step_time_increase_paired'] = paired - 1
                 for key in ('train_peak_mb', 'train_model_mb',
                             'train_step_mb'):
                     if base.get(key) and res.get(key):
@@ -1002,10 +1029,14 @@ def ratio_lines(result: Dict) -> List[str]:
                     f"{mode} {e[f'{mode}_speedup']:.2f}x the plain "
                     f"algorithm's throughput (ours "
                     f"{_fmt(e[f'{mode}_ours_x_floor'])} x floor, plain "
-                    f"{_fmt(e[f'{mode}_plain_x_floor'])} x floor)")
+                    f"{_fmt(e[f'{mode}_plain_x_floor'])} x floor)"
+                    + _paired_note(e, mode))
         lines.append(f'{name}: ' + '; '.join(parts))
     for name, e in r['with_cp'].items():
         parts = [f"step time {100 * e['step_time_increase']:+.0f}%"]
+        if e.get('step_time_increase_paired') is not None:
+            parts[0] += (f" (paired by round "
+                         f"{100 * e['step_time_increase_paired']:+.0f}%)")
         if 'model_mb_reduction' in e:
             parts.append(f"training memory (peak RSS above the imported "
                          f"libraries) {-100 * e['model_mb_reduction']:+.0f}%")
@@ -1027,6 +1058,18 @@ def ratio_lines(result: Dict) -> List[str]:
         lines.append(f'time {name}: ' + ', '.join(parts) +
                      ' (> 1: ours is faster)')
     return lines
+
+
+def _paired_note(entry: Dict, mode: str) -> str:
+    """``[paired by round: ...]`` for :func:`ratio_lines` (more than one
+    round only: with one, paired and median ratios are the same)."""
+    speedup = entry.get(f'{mode}_speedup_paired')
+    if speedup is None or entry.get(f'{mode}_rounds', 0) < 2:
+        return ''
+    return (f" [paired by round: {speedup:.2f}x, ours "
+            f"{_fmt(entry.get(f'{mode}_ours_x_floor_paired'))} x floor, "
+            f"plain {_fmt(entry.get(f'{mode}_plain_x_floor_paired'))} "
+            f"x floor]")
 
 
 def ops_rows(result: Dict) -> Tuple[List[str], List[List[str]]]:
@@ -1119,7 +1162,9 @@ def format_markdown(result: Dict) -> str:
         f"{tuple(round(v, 1) for v in meta['loadavg_start'])} at the start, "
         f"{tuple(round(v, 1) for v in meta['loadavg_end'])} at the end "
         f"(the machine is shared; times are medians of {meta['repeats']} "
-        'interleaved rounds, prefer the ratios). With more runnable '
+        'interleaved rounds, prefer the ratios; `paired by round`: the '
+        'median of the per-round ratios, which a drift of the machine\'s '
+        'speed between rounds does not move). With more runnable '
         'processes than cores, a multi-threaded run mostly measures '
         'threads waiting for a descheduled sibling, so shared machines are '
         'measured with one thread and its CPU time.',
