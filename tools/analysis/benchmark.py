@@ -45,7 +45,10 @@ state, and reports ratios:
 The machine is shared (other processes load the cores), so every number is
 the median over ``--repeats`` rounds, the models of a round run one after the
 other in a rotating order, the floor of a model is timed right after it, and
-``os.getloadavg()`` is recorded before and after. Prefer the ratios.
+``os.getloadavg()`` is recorded before and after. Prefer the ratios; each
+ratio is also given paired by round (the median of the per-round ratios,
+:func:`paired_median`), which a drift of the machine's speed between rounds
+does not move.
 
 Models are named presets (``--models``, groups ``video``, ``image``,
 ``cp``, ``all``), any MorphMLP arch (``--arch small --frames 32``) or any
