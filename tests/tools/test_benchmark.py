@@ -160,7 +160,6 @@ def test_paired_ratios_follow_rounds_not_medians():
     # ours / floor per round: 1.25, 2.0, 1.25; plain: 1.625, 5.2, 1.625
     assert entry['infer_ours_x_floor_paired'] == pytest.approx(1.25)
     assert entry['infer_plain_x_floor_paired'] == pytest.approx(1.625)
-    assert entry['infer_rounds'] == 3
     assert ratios['with_cp']['M']['step_time_increase'] == \
         pytest.approx(0.2)
     assert ratios['with_cp']['M']['step_time_increase_paired'] == \
@@ -169,8 +168,15 @@ def test_paired_ratios_follow_rounds_not_medians():
     assert '[paired by round: 1.30x, ours 1.25 x floor, plain 1.62 x floor]' \
         in lines[0]
     assert 'step time +20% (paired by round +10%)' in lines[1]
-    # one round: nothing to pair, no paired note
-    assert tool.paired_median([2.0], [1.0]) == 2.0
-    entry['infer_rounds'] = 1
-    assert 'paired' not in tool.ratio_lines(dict(ratios=ratios))[0]
+    # one round has nothing to pair: no paired ratio, no paired note
+    assert tool.paired_median([2.0], [1.0]) is None
     assert tool.paired_median([1.0, 2.0], [1.0]) is None
+    for spec in (ours, plain, cp):
+        for key in ('infer_runs', 'infer_floor_runs', 'train_runs'):
+            if key in spec.results:
+                spec.results[key] = spec.results[key][:1]
+    ratios = tool.compute_ratios([ours, plain, cp], {})
+    assert ratios['ours_vs_plain']['M']['infer_speedup_paired'] is None
+    assert 'step_time_increase_paired' not in ratios['with_cp']['M']
+    assert not any('paired' in line
+                   for line in tool.ratio_lines(dict(ratios=ratios)))

@@ -713,7 +713,9 @@ def median(values: Sequence[float]) -> Optional[float]:
 
 def paired_median(num: Optional[Sequence[float]],
                   den: Optional[Sequence[float]]) -> Optional[float]:
-    """Median over rounds of ``num[r] / den[r]``, or ``None``.
+    """Median over rounds of ``num[r] / den[r]``; ``None`` without two
+    rounds of each (one round has nothing to pair: its ratio is the ratio
+    of the medians).
 
     The two times of a round are taken minutes apart at most (the models of
     a round run one after the other, a floor right after its model), so a
@@ -721,7 +723,7 @@ def paired_median(num: Optional[Sequence[float]],
     divides out of each round's ratio; the ratio of the two medians can
     pair a fast round of one with a slow round of the other.
     """
-    if not num or not den or len(num) != len(den):
+    if not num or not den or len(num) != len(den) or len(num) < 2:
         return None
     return statistics.median(a / b for a, b in zip(num, den))
 
@@ -949,8 +951,6 @@ def compute_ratios(specs: List[Spec],
                         f'{mode}_x_floor')
                     entry[f'{mode}_plain_x_floor'] = plain.get(
                         f'{mode}_x_floor')
-                    entry[f'{mode}_rounds'] = len(ours.get(f'{mode}_runs')
-                                                  or ())
                     entry[f'{mode}_speedup_paired'] = paired_median(
                         plain.get(f'{mode}_runs'), ours.get(f'{mode}_runs'))
                     for who, res in (('ours', ours), ('plain', plain)):
@@ -966,7 +966,7 @@ def compute_ratios(specs: List[Spec],
                              base['train_s'] - 1)
                 paired = paired_median(res.get('train_runs'),
                                        base.get('train_runs'))
-                if paired is not None and len(res['train_runs']) > 1:
+                if paired is not None:
                     entry['step_time_increase_paired'] = paired - 1
                 for key in ('train_peak_mb', 'train_model_mb',
                             'train_step_mb'):
@@ -1064,10 +1064,9 @@ def ratio_lines(result: Dict) -> List[str]:
 
 
 def _paired_note(entry: Dict, mode: str) -> str:
-    """``[paired by round: ...]`` for :func:`ratio_lines` (more than one
-    round only: with one, paired and median ratios are the same)."""
+    """``[paired by round: ...]`` for :func:`ratio_lines`, or ``''``."""
     speedup = entry.get(f'{mode}_speedup_paired')
-    if speedup is None or entry.get(f'{mode}_rounds', 0) < 2:
+    if speedup is None:
         return ''
     return (f" [paired by round: {speedup:.2f}x, ours "
             f"{_fmt(entry.get(f'{mode}_ours_x_floor_paired'))} x floor, "
