@@ -19,6 +19,7 @@ from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 
+from .gemm import addmm_tn_, linear_into, mm
 from .morph_fc import (Mlp, MorphFCSpatial, MorphFCTemporal, _onednn_ok,
                        fused_linear, graph_capture)
 
@@ -98,7 +99,7 @@ class MorphBlock(BaseModule):
                                               self.train_mlp_chunk,
                                               self.norm2.eps,
                                               *self._mlp_params())
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        return x + self.drop_path(self.mlp.forward_gemm(self.norm2(x)))
 
     def _mlp_params(self) -> Tuple[torch.Tensor, ...]:
         return (self.norm2.weight, self.norm2.bias, self.mlp.fc1.weight,
@@ -304,14 +305,14 @@ class _ResidualMlpFunction(torch.autograd.Function):
                                                     ln_b, eps)
             means.append(mean)
             rstds.append(rstd)
-            h = torch.addmm(b1, n, w1.t(), out=hidden[part])
+            h = linear_into(n, w1, b1, out=hidden[part])
             if out is None:
                 continue
             act = F.gelu(h)
             if row_scale is None:
-                torch.addmm(y2[part], act, w2.t(), out=out[part]).add_(b2)
+                linear_into(act, w2, b2, residual=y2[part], out=out[part])
             else:
-                torch.addcmul(y2[part], torch.addmm(b2, act, w2.t()),
+                torch.addcmul(y2[part], linear_into(act, w2, b2),
                               row_scale[part], out=out[part])
         return out, hidden, torch.cat(means), torch.cat(rstds)
 
@@ -334,14 +335,14 @@ class _ResidualMlpFunction(torch.autograd.Function):
             part = slice(r0, r0 + chunk)
             y, h, g = y2[part], hidden[part], g2[part]
             g_mlp = g if row_scale is None else g * row_scale[part]
-            g_w2.addmm_(g_mlp.t(), F.gelu(h))
+            addmm_tn_(g_w2, g_mlp, F.gelu(h))
             g_b2 += g_mlp.sum(0)
-            g_h = torch.ops.aten.gelu_backward(g_mlp @ w2, h)
+            g_h = torch.ops.aten.gelu_backward(mm(g_mlp, w2), h)
             n = torch.native_layer_norm(y, (C, ), ln_w, ln_b, eps)[0]
-            g_w1.addmm_(g_h.t(), n)
+            addmm_tn_(g_w1, g_h, n)
             g_b1 += g_h.sum(0)
             g_n, g_w, g_b = torch.ops.aten.native_layer_norm_backward(
-                g_h @ w1, y, (C, ), mean[part], rstd[part], ln_w, ln_b,
+                mm(g_h, w1), y, (C, ), mean[part], rstd[part], ln_w, ln_b,
                 [True, True, True])
             torch.add(g_n, g, out=grad_y[part])
             g_ln_w += g_w

@@ -83,6 +83,9 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch.autograd.function import once_differentiable
 
+from .gemm import (_HAS_ONEDNN_LINEAR, bmm, bmm_tn, graph_capture, linear,
+                   mm, mm_tn)
+
 #: Stage resolutions of the 224 x 224 reference input (stride 4, 8, 16, 32).
 REFERENCE_STAGE_SIZES = (56, 28, 14, 7)
 
@@ -154,14 +157,15 @@ class Mlp(BaseModule):
         self.drop = nn.Dropout(drop) if drop > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # module calls: the plain twin (``models.plain``) and hooks see them
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
-
-def graph_capture() -> bool:
-    """Whether a graph is being recorded (jit tracing / scripting, FLOP
-    counters, ``torch.compile``): eager-only shortcuts must step aside."""
-    return (torch.jit.is_tracing() or torch.jit.is_scripting()
-            or torch.compiler.is_compiling())
+    def forward_gemm(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with the products in the library of
+        :func:`~morphmlp_mm.models.gemm.gemm_backend` (the layers' weights
+        used directly, so module hooks of ``fc1`` / ``fc2`` do not fire)."""
+        h = self.act(linear(x, self.fc1.weight, self.fc1.bias))
+        return self.drop(linear(self.drop(h), self.fc2.weight, self.fc2.bias))
 
 
 def _onednn_ok(x: torch.Tensor) -> bool:
@@ -179,10 +183,6 @@ def _onednn_ok(x: torch.Tensor) -> bool:
             and not torch.is_autocast_enabled('cpu') and not graph_capture())
 
 
-_HAS_ONEDNN_LINEAR = (torch.backends.mkldnn.is_available() and hasattr(
-    torch.ops.mkldnn, '_linear_pointwise'))
-
-
 def fused_linear(x: torch.Tensor,
                  weight: torch.Tensor,
                  bias: Optional[torch.Tensor],
@@ -195,8 +195,10 @@ def fused_linear(x: torch.Tensor,
     residual, the fusion that inductor (``torch.compile``) does for CPU
     linears: the bias, activation and residual then cost no separate pass
     over memory. Elsewhere (autograd, autocast, other devices or dtypes,
-    tracing) it is the same expression in plain ops. GELU and the residual
-    are not combined.
+    tracing) it is the same expression in plain ops, the product being
+    :func:`~morphmlp_mm.models.gemm.linear` (oneDNN or PyTorch's own, as
+    :func:`~morphmlp_mm.models.gemm.gemm_backend` says). GELU and the
+    residual are not combined.
 
     Args:
         x (Tensor): (..., K).
@@ -211,7 +213,7 @@ def fused_linear(x: torch.Tensor,
     if gelu and residual is not None:
         raise ValueError('fused_linear: gelu and residual cannot be combined')
     if not _onednn_ok(x):
-        y = F.linear(x, weight, bias)
+        y = linear(x, weight, bias)
         if gelu:
             return F.gelu(y)
         return y if residual is None else residual + y
@@ -436,8 +438,8 @@ class MorphFCSpatial(BaseModule):
         """
         B, C = frame_mean.shape[0], frame_mean.shape[-1]
         pooled = self.mlp_c(frame_mean.mean((1, 2)))
-        for linear, transpose in self.window_branches():
-            pooled = pooled + _window_mix_mean(frame_mean, linear,
+        for branch, transpose in self.window_branches():
+            pooled = pooled + _window_mix_mean(frame_mean, branch,
                                                self.window, transpose)
         weights = self.reweight(pooled).reshape(B, C, self.num_branches)
         return weights.softmax(dim=-1).transpose(1, 2)
@@ -476,8 +478,8 @@ class MorphFCSpatial(BaseModule):
     def _mix_params(self) -> List[Optional[torch.Tensor]]:
         """Weight and bias of ``mlp_c``, then of each windowed branch."""
         params = [self.mlp_c.weight, self.mlp_c.bias]
-        for linear, _ in self.window_branches():
-            params += [linear.weight, linear.bias]
+        for branch, _ in self.window_branches():
+            params += [branch.weight, branch.bias]
         return params
 
     def _mix_forward(
@@ -513,17 +515,19 @@ class MorphFCSpatial(BaseModule):
                 z = fused_linear(x.reshape(tokens, C), weight[0],
                                  None if bias is None else bias[0])
             else:
-                z = torch.matmul(x.reshape(B, tokens, C),
-                                 weight.transpose(1, 2))
+                z = bmm(x.reshape(B, tokens, C), weight.transpose(1, 2))
                 if bias is not None:
                     z.add_(bias[:, None])
         else:
-            z = self.mlp_c(x).mul_(a[:, None, None, None])
+            # out of place: the output of a custom autograd Function
+            # (:func:`~morphmlp_mm.models.gemm.linear`) may not be modified
+            z = linear(x, self.mlp_c.weight,
+                       self.mlp_c.bias) * a[:, None, None, None]
         z = z.view(B, F_, H, W, C)
         rows = []
-        for k, (linear, transpose) in enumerate(self.window_branches()):
+        for k, (branch, transpose) in enumerate(self.window_branches()):
             u = _to_windows(x, self.window, transpose)
-            y = fused_linear(u, linear.weight, linear.bias)
+            y = fused_linear(u, branch.weight, branch.bias)
             acc, view, a = self._in_map(z, y, weights[:, k], transpose)
             if inplace:
                 acc.addcmul_(view, a)
@@ -556,7 +560,8 @@ class MorphFCSpatial(BaseModule):
         return z, y, None if a is None else a.reshape(B, 1, 1, 1, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj_drop(self.proj(self.mix(x)))
+        return self.proj_drop(
+            linear(self.mix(x), self.proj.weight, self.proj.bias))
 
 
 class _SpatialMixFunction(torch.autograd.Function):
@@ -643,7 +648,7 @@ class _SpatialMixFunction(torch.autograd.Function):
         grads: List[Optional[torch.Tensor]] = [None] * (2 * n)
         # C-branch: z_c = x @ (a * W)^T + a * b, per clip and channel a
         a = weights[:, -1]
-        prod = torch.matmul(g3.transpose(1, 2), x3)  # (B, C, C)
+        prod = bmm_tn(g3, x3)  # (B, C, C)
         colsum = g3.sum(1)  # (B, C)
         grad_weights[:, -1] = (prod * mats[0]).sum(-1)
         if biases[0] is not None:
@@ -654,7 +659,7 @@ class _SpatialMixFunction(torch.autograd.Function):
             grads[1] = (colsum * a).sum(0)
         gx = None
         if needs[0]:
-            gx = torch.matmul(g3, mats[0] * a[:, :, None]).view(x.shape)
+            gx = bmm(g3, mats[0] * a[:, :, None]).view(x.shape)
         # the branches' gradient rows and input-gradient rows share two
         # buffers (fresh pages of new tensors cost page faults)
         gw = rows = None
@@ -676,7 +681,7 @@ class _SpatialMixFunction(torch.autograd.Function):
                 grad_w = weight.new_zeros(C, C) if needs[5 + 2 * k] else None
                 for b in range(B):
                     gb = gw4[b]  # (G, rows, C)
-                    prods = torch.bmm(gb.transpose(1, 2), u4[b])  # (G, C, C)
+                    prods = bmm_tn(gb, u4[b])  # (G, C, C)
                     ga = (prods * weight).sum(-1)  # (G, C)
                     if bias is not None:
                         ga += gsum[b] * bias
@@ -685,8 +690,8 @@ class _SpatialMixFunction(torch.autograd.Function):
                     if grad_w is not None:
                         grad_w += (prods * scale[b, :, :, None]).sum(0)
                     if gx is not None:
-                        rows_b = torch.bmm(gb, weight * scale[b, :, :, None],
-                                           out=rows.view(gw4.shape)[b])
+                        rows_b = bmm(gb, weight * scale[b, :, :, None],
+                                     out=rows.view(gw4.shape)[b])
                         acc, view, _ = module._in_map(
                             gx[b:b + 1], rows_b, None, transpose)
                         acc.add_(view)
@@ -699,12 +704,12 @@ class _SpatialMixFunction(torch.autograd.Function):
                 (2, 3)).reshape(B, C)
             gw5.mul_(weights[:, k].reshape(B, groups, 1, 1, S))
             if needs[5 + 2 * k]:
-                grads[2 + 2 * k] = gw.t() @ u
+                grads[2 + 2 * k] = mm_tn(gw, u)
             if bias is not None and needs[6 + 2 * k]:
                 grads[3 + 2 * k] = gw.sum(0)
             if gx is not None:
                 acc, view, _ = module._in_map(
-                    gx, torch.mm(gw, weight, out=rows), None, transpose)
+                    gx, mm(gw, weight, out=rows), None, transpose)
                 acc.add_(view)
         return (gx, grad_weights if needs[1] else None, None, *grads)
 
@@ -753,7 +758,8 @@ class MorphFCTemporal(BaseModule):
         return t.reshape(B, T, H, W, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj_drop(self.proj(self.mix(x)))
+        return self.proj_drop(
+            linear(self.mix(x), self.proj.weight, self.proj.bias))
 
 
 __all__: Sequence[str] = ('Mlp', 'MorphFCSpatial', 'MorphFCTemporal',

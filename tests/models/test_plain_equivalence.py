@@ -3,7 +3,9 @@
 ``morphmlp_mm.models.plain`` runs the official step-by-step algorithm on the
 parameters of our modules; every fast path (the fused MorphFC forward used
 with autograd, the streamed no-grad block, gradient checkpointing) must stay
-within 1e-5 of it in fp32.
+within 1e-5 of it in fp32. Every test runs twice: with our training products
+in PyTorch's own GEMMs and in oneDNN's (``morphmlp_mm.models.gemm``), whatever
+this machine's CPU would pick.
 """
 import pytest
 import torch
@@ -12,7 +14,7 @@ import torch.nn as nn
 from morphmlp_mm import MorphMLP, MorphMLP3D
 from morphmlp_mm.models import (MorphFCSpatial, MorphFCTemporal, chunk_mix,
                                 morph_fc)
-from morphmlp_mm.models import blocks
+from morphmlp_mm.models import blocks, gemm
 from morphmlp_mm.models.blocks import MorphBlock, Stem
 from morphmlp_mm.models.plain import (PlainMorphFCSpatial,
                                       PlainMorphFCTemporal, build_plain,
@@ -24,6 +26,13 @@ from morphmlp_mm.models.plain import (PlainMorphFCSpatial,
 ARCH = dict(depths=[1, 1, 2, 1], channels=[8, 16, 56, 98],
             chunk_lengths=[4, 8, 28, 49])
 ATOL = RTOL = 1e-5
+
+
+@pytest.fixture(autouse=True, params=['aten', 'onednn'])
+def gemm_library(request):
+    """Every test once per library of our training products."""
+    with gemm.use_gemm_backend(request.param):
+        yield request.param
 
 
 def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
