@@ -180,3 +180,44 @@ def test_paired_ratios_follow_rounds_not_medians():
     assert 'step_time_increase_paired' not in ratios['with_cp']['M']
     assert not any('paired' in line
                    for line in tool.ratio_lines(dict(ratios=ratios)))
+
+
+@pytest.mark.parametrize('mode', ['infer', 'train'])
+def test_floor_takes_the_faster_library_per_layer(mode, monkeypatch):
+    """The floor records every Linear / Conv call of the plain twin (the
+    MLP's fc1 / fc2 included) and books each Linear call at the faster of
+    the two libraries; the floor of PyTorch's own products alone is kept.
+    A fake clock makes oneDNN 1 tick per Linear call, PyTorch's 2 (and 3
+    per conv, PyTorch's only)."""
+    import torch
+    import torch.nn as nn
+    from morphmlp_mm import MorphMLP3D
+    from morphmlp_mm.models.plain import build_plain
+    tool = load_script('tools/analysis/benchmark.py')
+    model = MorphMLP3D(dict(depths=[1, 1, 1, 1], channels=[8, 16, 56, 98],
+                            chunk_lengths=[4, 8, 28, 49]), num_frames=4)
+    plain = build_plain(model)
+    floor = tool.Floor(plain, torch.randn(1, 3, 4, 32, 32))
+    linears = {id(m) for m in plain.modules() if isinstance(m, nn.Linear)}
+    called = {id(mod) for mod, _, _ in floor.calls}
+    assert linears <= called  # fc1, fc2, proj, reweight... all recorded
+    now = [0.]
+    real_call = tool.Floor._call
+
+    def fake_call(self, mod, inp, library):
+        if isinstance(mod, nn.Linear):
+            now[0] += 2. if library == 'aten' else 1.
+        else:
+            now[0] += 3.
+        return real_call(self, mod, inp, library)
+
+    monkeypatch.setattr(tool.Floor, '_call', fake_call)
+    n_linear = sum(isinstance(mod, nn.Linear) for mod, _, _ in floor.calls)
+    n_conv = len(floor.calls) - n_linear
+    total = floor.time(mode, lambda: now[0])
+    if tool._HAS_ONEDNN_LINEAR:
+        assert total == floor.last['best'] == n_linear + 3 * n_conv
+        assert floor.last['onednn'] == n_linear + 3 * n_conv
+    else:
+        assert total == 2 * n_linear + 3 * n_conv
+    assert floor.last['aten'] == 2 * n_linear + 3 * n_conv

@@ -99,6 +99,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CHILD_MARK = '@@benchmark-child@@'
 LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_HAS_ONEDNN_LINEAR = (torch.backends.mkldnn.is_available() and hasattr(
+    torch.ops.mkldnn, '_linear_pointwise'))
 MODES = ('infer', 'train')
 
 
@@ -410,7 +412,20 @@ def _tensors(value) -> List[torch.Tensor]:
 # GEMM floor
 # --------------------------------------------------------------------------
 class Floor:
-    """The Linear / Conv layer calls of one forward, timed alone."""
+    """The Linear / Conv layer calls of one forward, timed alone.
+
+    Each ``nn.Linear`` call is timed in both of PyTorch's CPU GEMM
+    libraries, its BLAS (``F.linear``: MKL in the x86 wheels) and oneDNN
+    (``torch.ops.mkldnn``; in training through
+    :func:`morphmlp_mm.models.gemm.linear`, whose backward runs both
+    gradient products in oneDNN too), and counts with the faster: the
+    floor is what the machine does with the best library at hand, so a
+    model cannot beat it by choosing a library, and a library slow on
+    this CPU (MKL off Intel) does not flatter everyone's ratio. The floor
+    of PyTorch's own products alone is kept (``last`` ``'aten'``).
+    Convolutions are timed as PyTorch runs them (oneDNN where it
+    chooses).
+    """
 
     def __init__(self, model: nn.Module, x: torch.Tensor) -> None:
         calls = []
@@ -428,23 +443,56 @@ class Floor:
         self.grads: Dict[Tuple, torch.Tensor] = {}
         self.part_of = {id(mod): name for name, mod in model_parts(model)
                         for mod in mod.modules()}
+        #: Totals of the last :meth:`time` / :meth:`time_parts` call:
+        #: ``'best'`` (the floor) and per library (``'aten'``, ``'onednn'``
+        #: over the Linear calls, the others as PyTorch runs them).
+        self.last: Dict[str, float] = {}
+
+    @staticmethod
+    def libraries(mod: nn.Module) -> Tuple[str, ...]:
+        if isinstance(mod, nn.Linear) and _HAS_ONEDNN_LINEAR:
+            return ('aten', 'onednn')
+        return ('aten', )
+
+    def _call(self, mod: nn.Module, inp: torch.Tensor,
+              library: str) -> torch.Tensor:
+        if library == 'aten':
+            return mod(inp)
+        from morphmlp_mm.models import gemm
+        if not torch.is_grad_enabled():
+            return torch.ops.mkldnn._linear_pointwise(
+                inp, mod.weight, mod.bias, 'none', [], '')
+        with gemm.use_gemm_backend('onednn'):
+            return gemm.linear(inp, mod.weight, mod.bias)
+
+    def _book(self, totals: Dict[str, float], times: Dict[str, float]):
+        for library in ('aten', 'onednn'):
+            totals[library] = totals.get(library, 0.) + times.get(
+                library, times['aten'])
+        totals['best'] = totals.get('best', 0.) + min(times.values())
 
     def time_parts(self, clock: Callable[[], float]) -> Dict[str, float]:
         """Inference floor, split by the parts of :func:`model_parts`."""
         parts: Dict[str, float] = {}
+        totals: Dict[str, float] = {}
         with torch.no_grad():
             for mod, shape, _ in self.calls:
                 mod.eval()
-                start = clock()
-                mod(self.inputs[shape])
+                times = {}
+                for library in self.libraries(mod):
+                    start = clock()
+                    self._call(mod, self.inputs[shape], library)
+                    times[library] = clock() - start
                 part = self.part_of.get(id(mod), 'other')
-                parts[part] = parts.get(part, 0.) + clock() - start
+                parts[part] = parts.get(part, 0.) + min(times.values())
+                self._book(totals, times)
+        self.last = totals
         return parts
 
     def time(self, mode: str, clock: Callable[[], float]) -> float:
         if mode == 'infer':
             return sum(self.time_parts(clock).values())
-        total = 0.
+        totals: Dict[str, float] = {}
         for mod, shape, needs_grad in self.calls:
             mod.train()
             inp = self.inputs[shape].detach().requires_grad_(needs_grad)
@@ -454,12 +502,17 @@ class Floor:
                     out_shape = tuple(mod(inp).shape)
                 self.grads[key] = self.inputs.setdefault(
                     out_shape, torch.randn(out_shape))
-            start = clock()
-            out = mod(inp)
-            out.backward(self.grads[key])
-            total += clock() - start
-            mod.zero_grad(set_to_none=True)
-        return total
+            times = {}
+            for library in self.libraries(mod):
+                start = clock()
+                out = self._call(mod, inp, library)
+                out.backward(self.grads[key])
+                times[library] = clock() - start
+                mod.zero_grad(set_to_none=True)
+                inp.grad = None
+            self._book(totals, times)
+        self.last = totals
+        return totals['best']
 
 
 def model_parts(model: nn.Module) -> List[Tuple[str, nn.Module]]:
@@ -501,10 +554,19 @@ def _infer_once(model: nn.Module, x: torch.Tensor, hooks: List) -> None:
 
 
 def dense_matmul_seconds(clock: Callable[[], float], n: int = 2048) -> float:
+    """One dense ``n``^3 fp32 product, the faster of PyTorch's BLAS
+    (``torch.mm``) and oneDNN (see :class:`Floor`)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    start = clock()
-    torch.mm(a, b)
-    return clock() - start
+    best = float('inf')
+    for library in ('aten', 'onednn') if _HAS_ONEDNN_LINEAR else ('aten', ):
+        start = clock()
+        if library == 'aten':
+            torch.mm(a, b)
+        else:
+            torch.ops.mkldnn._linear_pointwise(a, b.t(), None, 'none', [],
+                                               '')
+        best = min(best, clock() - start)
+    return best
 
 
 # --------------------------------------------------------------------------
@@ -729,6 +791,7 @@ def paired_median(num: Optional[Sequence[float]],
 
 
 def run_benchmark(args, specs: List[Spec]) -> Dict:
+    from morphmlp_mm.models import gemm
     torch.set_num_threads(args.threads)
     clock = time.process_time if args.clock == 'cpu' else time.perf_counter
     meta = dict(
@@ -738,6 +801,8 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
         torch=torch.__version__, threads=torch.get_num_threads(),
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
         cpu=platform.processor() or platform.machine(),
+        cpu_model=gemm.cpu_model(), cpu_vendor=gemm.cpu_vendor(),
+        gemm_backend=gemm.gemm_backend(),
         cores=os.cpu_count(), loadavg_start=os.getloadavg(),
         repeats=args.repeats, dtype='float32', clock=args.clock,
         batch=specs[0].shape[0],
@@ -745,8 +810,10 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
         heap='retained (--retain-heap)' if args.retain_heap else
         'glibc default')
     print(f"torch {meta['torch']}, {meta['threads']} threads, "
-          f"{meta['cores']} cores, {args.clock} clock, loadavg "
-          f"{tuple(round(v, 1) for v in meta['loadavg_start'])}")
+          f"{meta['cores']} cores ({meta['cpu_model'] or meta['cpu']}), "
+          f"{args.clock} clock, loadavg "
+          f"{tuple(round(v, 1) for v in meta['loadavg_start'])}, MorphMLP "
+          f"training GEMMs: {meta['gemm_backend']}")
     if args.threads > 1 and meta['loadavg_start'][0] > (os.cpu_count() or 1):
         print('WARNING: more runnable processes than cores: with several '
               'threads every parallel region waits for a descheduled '
@@ -814,6 +881,7 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
         opt_times = {s.name: [] for s in mode_specs}
         floor_times = {name: [] for name in floors}
         layer_times = {name: [] for name in floors}
+        aten_times = {name: [] for name in floors}
         for r in range(args.repeats):
             order = mode_specs[r % len(mode_specs):] + \
                 mode_specs[:r % len(mode_specs)]
@@ -834,6 +902,9 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
                     layer_times[spec.name].append(layers)
                     floor_times[spec.name].append(
                         layers + opt_times[spec.name][-1])
+                    aten_times[spec.name].append(
+                        floors[spec.name].last['aten'] +
+                        opt_times[spec.name][-1])
             dense.append(dense_matmul_seconds(clock))
             print(f'  round {r + 1}/{args.repeats}: ' + ', '.join(
                 f'{s.name} {times[s.name][-1]:.3f}s' for s in mode_specs) +
@@ -848,6 +919,9 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
             if owner in floor_times and floor_times[owner]:
                 res[f'{mode}_floor_s'] = median(floor_times[owner])
                 res[f'{mode}_floor_runs'] = floor_times[owner]
+                # the floor of PyTorch's own products alone (the definition
+                # of sessions 1-9, when it was the faster library)
+                res[f'{mode}_floor_aten_s'] = median(aten_times[owner])
                 if mode == 'train':
                     res['train_floor_layers_s'] = median(layer_times[owner])
                 res[f'{mode}_x_floor'] = res[f'{mode}_s'] / \
@@ -1074,6 +1148,29 @@ def _paired_note(entry: Dict, mode: str) -> str:
             f"x floor]")
 
 
+def floor_lines(result: Dict) -> List[str]:
+    """Where the floor of PyTorch's own products (``F.linear``: its BLAS)
+    differs from the floor with the faster library per layer: both, and
+    our models' ratio to each."""
+    lines = []
+    for name, res in result['models'].items():
+        if res.get('plain_of') is not None:
+            continue
+        parts = []
+        for mode in MODES:
+            best, aten = res.get(f'{mode}_floor_s'), res.get(
+                f'{mode}_floor_aten_s')
+            if not best or not aten or aten <= 1.005 * best:
+                continue
+            ratio = res.get(f'{mode}_s', 0.) / aten
+            parts.append(f"{mode} {_fmt(best, 3)} s, with PyTorch's own "
+                         f"products alone {_fmt(aten, 3)} s "
+                         f"(x that floor: {_fmt(ratio)})")
+        if parts:
+            lines.append(f'{name} floor: ' + '; '.join(parts))
+    return lines
+
+
 def ops_rows(result: Dict) -> Tuple[List[str], List[List[str]]]:
     """The ``--ops`` table: per model and mode, ms per op category, their
     sum, the traced and the untraced (timed rounds) call, the floor's
@@ -1116,6 +1213,7 @@ def format_text(result: Dict) -> str:
             for k in ('loadavg_start', 'loadavg_end')]
     out.append(f"dense 2048^3 fp32 matmul: {_fmt(meta['dense_gflops'], 1)} "
                f'GFLOP/s; loadavg {load[0]} -> {load[1]}')
+    out += floor_lines(result)
     if meta.get('compile'):
         out.append(f"models run under torch.compile ({meta['compile']}); "
                    'the floor is the eager layers')
@@ -1159,6 +1257,9 @@ def format_markdown(result: Dict) -> str:
     lines += ['| ' + ' | '.join(r) + ' |' for r in rows]
     lines += [
         '',
+        f"CPU: {meta.get('cpu_model') or meta.get('cpu')}; MorphMLP's "
+        f"training GEMMs in {meta.get('gemm_backend', 'aten')} "
+        '(`MORPHMLP_GEMM`, `morphmlp_mm.models.gemm`). '
         f"Dense 2048^3 fp32 matmul in the same run: "
         f"{_fmt(meta['dense_gflops'], 1)} GFLOP/s. Load average "
         f"{tuple(round(v, 1) for v in meta['loadavg_start'])} at the start, "
@@ -1173,15 +1274,18 @@ def format_markdown(result: Dict) -> str:
         '',
     ]
     lines += [f'- {line}' for line in ratio_lines(result)]
+    lines += [f'- {line}' for line in floor_lines(result)]
     lines += [
         '',
         'Columns: `GMACs` per view (fvcore convention; MorphMLP counted on '
         'its plain twin); `infer s` one clip (image), eval mode, no grad; '
         '`x floor` the time over the GEMM floor (the model\'s own Linear and '
-        'Conv layers run alone at their exact shapes, same run; for '
+        'Conv layers run alone at their exact shapes, same run, each Linear '
+        'in the faster of PyTorch\'s BLAS and oneDNN; for '
         'training their forward + backward plus the AdamW step on the '
         'model\'s parameters); `% dense` '
-        'achieved 2 x MACs / s over the dense matmul rate; `train s` one '
+        'achieved 2 x MACs / s over the dense matmul rate (the faster '
+        'library); `train s` one '
         'step (forward, mean loss, backward, AdamW; timed after an untimed '
         'step of the same model, so the AdamW moments exist as in '
         'training); `mem MB` peak RSS of '
