@@ -291,8 +291,8 @@ class _LinearFunction(torch.autograd.Function):
 
 def linear(x: torch.Tensor, weight: torch.Tensor,
            bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``F.linear`` whose products (forward and backward) run in the chosen
-    library when autograd records them; else ``F.linear``.
+    """``F.linear`` whose products (forward and, when autograd records
+    them, backward) run in the chosen library.
 
     The backward computes only the gradients autograd asks for, as
     ``F.linear``'s does, and matches it up to float rounding. Through
@@ -300,10 +300,10 @@ def linear(x: torch.Tensor, weight: torch.Tensor,
     autograd Function, which autograd does not let the caller modify in
     place: use out-of-place ops on it.
     """
-    if torch.is_grad_enabled() and (
-            x.requires_grad or weight.requires_grad or
-            (bias is not None and bias.requires_grad)) and _use_onednn(
-                x, weight, *(() if bias is None else (bias, )),
-                autograd=True):
-        return _LinearFunction.apply(x, weight, bias)
+    tensors = (x, weight) if bias is None else (x, weight, bias)
+    if _use_onednn(*tensors, autograd=True):
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return _LinearFunction.apply(x, weight, bias)
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none',
+                                                  [], '')
     return F.linear(x, weight, bias)

@@ -521,8 +521,8 @@ class MorphFCSpatial(BaseModule):
         else:
             # out of place: the output of a custom autograd Function
             # (:func:`~morphmlp_mm.models.gemm.linear`) may not be modified
-            z = linear(x, self.mlp_c.weight,
-                       self.mlp_c.bias) * a[:, None, None, None]
+            z = fused_linear(x, self.mlp_c.weight,
+                             self.mlp_c.bias) * a[:, None, None, None]
         z = z.view(B, F_, H, W, C)
         rows = []
         for k, (branch, transpose) in enumerate(self.window_branches()):
