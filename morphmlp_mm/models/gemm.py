@@ -32,10 +32,11 @@ Off the CPU, in other dtypes, under autocast, tracing and
 """
 import contextlib
 import os
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 #: Accepted values of :func:`set_gemm_backend` and ``MORPHMLP_GEMM``.
 GEMM_BACKENDS = ('auto', 'onednn', 'aten')
@@ -158,10 +159,22 @@ def _use_onednn(*tensors: torch.Tensor, autograd: bool = False) -> bool:
                     for t in tensors))
 
 
+def libraries() -> Tuple[str, ...]:
+    """The libraries this PyTorch build can run products in: ``('aten',
+    'onednn')``, or ``('aten', )`` without oneDNN."""
+    return ('aten', 'onednn') if _HAS_ONEDNN_LINEAR else ('aten', )
+
+
+def _onednn_linear(x: torch.Tensor, weight: torch.Tensor,
+                   bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``x @ weight.T + bias`` in oneDNN, no autograd."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [], '')
+
+
 def _onednn_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a @ b`` (2-D) as oneDNN's linear: ``b.t()`` is its weight (a
     strided view is fine; oneDNN reads any plain strides)."""
-    return torch.ops.mkldnn._linear_pointwise(a, b.t(), None, 'none', [], '')
+    return _onednn_linear(a, b.t())
 
 
 def mm(a: torch.Tensor, b: torch.Tensor,
@@ -208,10 +221,14 @@ def mm_tn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     that is the transpose, returned as a transposed view.
     """
     if _use_onednn(a, b):
-        if a.shape[1] > b.shape[1]:
-            return _onednn_matmul(b.t(), a).t()
-        return _onednn_matmul(a.t(), b)
+        return _onednn_mm_tn(a, b)
     return torch.mm(a.t(), b)
+
+
+def _onednn_mm_tn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if a.shape[1] > b.shape[1]:
+        return _onednn_matmul(b.t(), a).t()
+    return _onednn_matmul(a.t(), b)
 
 
 def addmm_tn_(acc: torch.Tensor, a: torch.Tensor,
@@ -238,8 +255,7 @@ def linear_into(x: torch.Tensor,
     """
     if _use_onednn(x, weight):
         if residual is None:
-            y = torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none',
-                                                   [], '')
+            y = _onednn_linear(x, weight, bias)
         else:
             y = torch.ops.mkldnn._linear_pointwise.binary(
                 x, residual, weight, bias, 'add')
@@ -269,23 +285,26 @@ class _LinearFunction(torch.autograd.Function):
         # oneDNN takes the N-D input as it is; its (..., N) output is a view
         # of its 2-D result, which autograd forbids modifying in place
         x = x.contiguous()
-        y = torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none', [],
-                                               '')
+        y = _onednn_linear(x, weight, bias)
         ctx.has_bias = bias is not None
         ctx.save_for_backward(x, weight)
         return y
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: torch.Tensor):
+        # oneDNN whatever the setting is when the backward runs: the
+        # forward chose it
         x, weight = ctx.saved_tensors
         x2 = x.view(-1, x.shape[-1])
         g2 = grad.reshape(-1, grad.shape[-1])
         needs = ctx.needs_input_grad
         gx = gw = gb = None
         if needs[0]:
-            gx = mm(g2, weight).view(*grad.shape[:-1], weight.shape[1])
+            gx = _onednn_matmul(g2, weight).view(*grad.shape[:-1],
+                                                 weight.shape[1])
         if needs[1]:
-            gw = mm_tn(g2, x2)
+            gw = _onednn_mm_tn(g2, x2)
         if ctx.has_bias and needs[2]:
             gb = g2.sum(0)
         return gx, gw, gb
@@ -306,6 +325,5 @@ def linear(x: torch.Tensor, weight: torch.Tensor,
     if _use_onednn(*tensors, autograd=True):
         if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
             return _LinearFunction.apply(x, weight, bias)
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'none',
-                                                  [], '')
+        return _onednn_linear(x, weight, bias)
     return F.linear(x, weight, bias)

@@ -150,3 +150,23 @@ def test_training_block_runs_its_products_in_the_chosen_library(
         block(x).sum().backward()
     assert x.grad is not None
     assert bool(calls) == (backend == 'onednn')
+
+
+@needs_onednn
+def test_linear_backward_stays_in_the_library_of_its_forward(monkeypatch):
+    """The benchmark's floor runs ``gemm.linear`` under a forced setting and
+    calls backward outside it: the products of the backward must be
+    oneDNN's all the same."""
+    calls = []
+    real = gemm._onednn_matmul
+    monkeypatch.setattr(gemm, '_onednn_matmul',
+                        lambda a, b: calls.append(a.shape) or real(a, b))
+    x = torch.randn(30, 7, requires_grad=True)
+    w = torch.randn(9, 7, requires_grad=True)
+    with gemm.use_gemm_backend('onednn'):
+        y = gemm.linear(x, w)
+    with gemm.use_gemm_backend('aten'):
+        y.backward(torch.ones(30, 9))
+    assert len(calls) == 2  # input and weight gradients
+    _close(x.grad, torch.ones(30, 9) @ w.detach())
+    _close(w.grad, torch.ones(30, 9).t() @ x.detach())

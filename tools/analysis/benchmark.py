@@ -99,8 +99,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CHILD_MARK = '@@benchmark-child@@'
 LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_HAS_ONEDNN_LINEAR = (torch.backends.mkldnn.is_available() and hasattr(
-    torch.ops.mkldnn, '_linear_pointwise'))
 MODES = ('infer', 'train')
 
 
@@ -450,19 +448,15 @@ class Floor:
 
     @staticmethod
     def libraries(mod: nn.Module) -> Tuple[str, ...]:
-        if isinstance(mod, nn.Linear) and _HAS_ONEDNN_LINEAR:
-            return ('aten', 'onednn')
-        return ('aten', )
+        from morphmlp_mm.models import gemm
+        return gemm.libraries() if isinstance(mod, nn.Linear) else ('aten', )
 
     def _call(self, mod: nn.Module, inp: torch.Tensor,
               library: str) -> torch.Tensor:
         if library == 'aten':
             return mod(inp)
         from morphmlp_mm.models import gemm
-        if not torch.is_grad_enabled():
-            return torch.ops.mkldnn._linear_pointwise(
-                inp, mod.weight, mod.bias, 'none', [], '')
-        with gemm.use_gemm_backend('onednn'):
+        with gemm.use_gemm_backend(library):
             return gemm.linear(inp, mod.weight, mod.bias)
 
     def _book(self, totals: Dict[str, float], times: Dict[str, float]):
@@ -556,16 +550,14 @@ def _infer_once(model: nn.Module, x: torch.Tensor, hooks: List) -> None:
 def dense_matmul_seconds(clock: Callable[[], float], n: int = 2048) -> float:
     """One dense ``n``^3 fp32 product, the faster of PyTorch's BLAS
     (``torch.mm``) and oneDNN (see :class:`Floor`)."""
+    from morphmlp_mm.models import gemm
     a, b = torch.randn(n, n), torch.randn(n, n)
     best = float('inf')
-    for library in ('aten', 'onednn') if _HAS_ONEDNN_LINEAR else ('aten', ):
-        start = clock()
-        if library == 'aten':
-            torch.mm(a, b)
-        else:
-            torch.ops.mkldnn._linear_pointwise(a, b.t(), None, 'none', [],
-                                               '')
-        best = min(best, clock() - start)
+    for library in gemm.libraries():
+        with gemm.use_gemm_backend(library):
+            start = clock()
+            gemm.mm(a, b)
+            best = min(best, clock() - start)
     return best
 
 
