@@ -143,20 +143,26 @@ def gemm_backend() -> str:
     return _resolved
 
 
-def _use_onednn(*tensors: torch.Tensor, autograd: bool = False) -> bool:
-    """Whether the products of ``tensors`` go to oneDNN: the backend says
-    so, they are fp32 CPU tensors, and no autocast or graph capture is on.
-    oneDNN's linear has no derivative, so unless the caller differentiates
-    it itself (``autograd=True``), a product autograd would record stays
-    PyTorch's."""
-    if not autograd and torch.is_grad_enabled() and any(
-            t.requires_grad for t in tensors):
-        return False
-    return (gemm_backend() == 'onednn' and torch.backends.mkldnn.enabled
-            and not graph_capture()
+def onednn_eligible(*tensors: torch.Tensor) -> bool:
+    """Whether oneDNN's linear can take these tensors: fp32 on the CPU,
+    oneDNN enabled, no autocast and no graph capture (tracing, FLOP
+    counters and TorchScript see plain linears; ``torch.compile`` fuses
+    its own). Whether it is built in is checked by the callers."""
+    return (torch.backends.mkldnn.enabled and not graph_capture()
             and not torch.is_autocast_enabled('cpu')
             and all(t.device.type == 'cpu' and t.dtype == torch.float32
                     for t in tensors))
+
+
+def _use_onednn(*tensors: torch.Tensor, autograd: bool = False) -> bool:
+    """Whether the products of ``tensors`` go to oneDNN: the backend says
+    so and :func:`onednn_eligible`. oneDNN's linear has no derivative, so
+    unless the caller differentiates it itself (``autograd=True``), a
+    product autograd would record stays PyTorch's."""
+    if not autograd and torch.is_grad_enabled() and any(
+            t.requires_grad for t in tensors):
+        return False
+    return gemm_backend() == 'onednn' and onednn_eligible(*tensors)
 
 
 def libraries() -> Tuple[str, ...]:

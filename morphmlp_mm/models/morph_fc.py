@@ -84,7 +84,7 @@ from mmengine.model import BaseModule
 from torch.autograd.function import once_differentiable
 
 from .gemm import (_HAS_ONEDNN_LINEAR, bmm, bmm_tn, graph_capture, linear,
-                   mm, mm_tn)
+                   mm, mm_tn, onednn_eligible)
 
 #: Stage resolutions of the 224 x 224 reference input (stride 4, 8, 16, 32).
 REFERENCE_STAGE_SIZES = (56, 28, 14, 7)
@@ -178,9 +178,7 @@ def _onednn_ok(x: torch.Tensor) -> bool:
     when oneDNN is built in and enabled.
     """
     return (_HAS_ONEDNN_LINEAR and not torch.is_grad_enabled()
-            and x.device.type == 'cpu' and x.dtype == torch.float32
-            and torch.backends.mkldnn.enabled
-            and not torch.is_autocast_enabled('cpu') and not graph_capture())
+            and onednn_eligible(x))
 
 
 def fused_linear(x: torch.Tensor,
