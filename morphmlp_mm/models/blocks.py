@@ -108,7 +108,7 @@ class MorphBlock(BaseModule):
     #: 16 x 224 x 224 on a 2-core Xeon (2 MiB L2 per core) against 2048 to
     #: 12544, and 4096 on an AMD EPYC with 1 MiB L2 per core (3% faster
     #: than 8192, even with 2048).
-    stream_tokens = 8192
+    stream_tokens = stream_tokens_for(l2_cache_bytes())
 
     @property
     def temporal(self) -> bool:
@@ -265,9 +265,6 @@ class MorphBlock(BaseModule):
         if self._can_stream(x):
             return self.forward_streamed(x)
         return self._forward(x)
-
-
-MorphBlock.stream_tokens = stream_tokens_for(l2_cache_bytes())
 
 
 class _ResidualMlpFunction(torch.autograd.Function):
