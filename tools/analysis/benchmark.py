@@ -12,7 +12,10 @@ state, and reports ratios:
   second;
 * the **GEMM floor**: the time of the model's own ``nn.Linear`` and
   ``nn.Conv{1,2,3}d`` layers run alone, one call per layer call of a
-  forward, at the exact input shapes (training: forward + backward of each
+  forward, at the exact input shapes, each Linear call in the faster of
+  PyTorch's two CPU GEMM libraries (its BLAS and oneDNN, see
+  :class:`Floor`; the JSON keeps the floor of PyTorch's own products as
+  ``*_floor_aten_s``) (training: forward + backward of each
   layer, plus the AdamW step on the model's parameters, timed inside its
   own step: no implementation of the layers avoids it; the JSON has the
   layers alone as ``train_floor_layers_s``, the optimizer as
@@ -24,7 +27,7 @@ state, and reports ratios:
   the papers; MorphMLP counted on its plain twin like
   ``tools/analysis/get_flops.py``), the achieved GFLOP/s (2 x MACs / time)
   and that rate as a fraction of a dense 2048^3 fp32 matmul timed in the
-  same run;
+  same run (the faster library);
 * **per video** at each model's test views (clips x crops of its K400
   config: MorphMLP 4 x 1, Swin3D-T 4 x 3, MViTv2-S 5 x 1, UniFormer-S
   4 x 1);
