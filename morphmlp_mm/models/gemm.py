@@ -241,7 +241,7 @@ def addmm_tn_(acc: torch.Tensor, a: torch.Tensor,
               b: torch.Tensor) -> torch.Tensor:
     """``acc += a.t() @ b`` in place (see :func:`mm_tn`), no autograd."""
     if _use_onednn(a, b):
-        return acc.add_(mm_tn(a, b))
+        return acc.add_(_onednn_mm_tn(a, b))
     return acc.addmm_(a.t(), b)
 
 
@@ -278,7 +278,7 @@ def bmm_tn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a.transpose(1, 2) @ b`` of (G, K, M) and (G, K, N) tensors (see
     :func:`mm_tn`), no autograd."""
     if _use_onednn(a, b):
-        return torch.stack([mm_tn(x, y) for x, y in zip(a, b)])
+        return torch.stack([_onednn_mm_tn(x, y) for x, y in zip(a, b)])
     return torch.bmm(a.transpose(1, 2), b)
 
 
