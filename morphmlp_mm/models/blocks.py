@@ -20,7 +20,7 @@ from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 
-from .gemm import addmm_tn_, linear_into, mm
+from .gemm import addmm_tn_, autocast_on, linear_into, mm
 from .morph_fc import (Mlp, MorphFCSpatial, MorphFCTemporal, _onednn_ok,
                        fused_linear, graph_capture)
 
@@ -154,13 +154,19 @@ class MorphBlock(BaseModule):
             isinstance(m, (DropPath, nn.Dropout)) for m in self.modules())
 
     def _can_stream(self, x: torch.Tensor) -> bool:
-        """Streaming needs no autograd graph and no random layers.
+        """Streaming needs a CPU tensor, no autograd graph and no random
+        layers.
 
+        Its chunks are sized to a CPU core's L2 cache; on a GPU the same
+        loops would only multiply kernel launches (one chunk pass per clip
+        and slab: for MorphMLP-S at 16 frames and batch 8, 32-64 passes
+        per stage-1 block and 8 per block at every later stage, where one
+        batched pass does), so other devices take the whole-clip path.
         Tracing (FLOP counters, TorchScript) and ``torch.compile`` also take
-        the plain whole-clip path: it records the same products without the
-        chunk loops, and inductor does its own fusion.
+        it: it records the same products without the chunk loops, and
+        inductor does its own fusion.
         """
-        if graph_capture():
+        if x.device.type != 'cpu' or graph_capture():
             return False
         if torch.is_grad_enabled() and (
                 x.requires_grad or any(p.requires_grad
@@ -484,7 +490,7 @@ def _residual_linear(residual: torch.Tensor, x: torch.Tensor,
     if _onednn_ok(x) and residual.dtype == linear.weight.dtype:
         return fused_linear(x, linear.weight, linear.bias,
                             residual=residual.contiguous())
-    if torch.is_autocast_enabled(x.device.type) or not (
+    if autocast_on(x.device.type) or not (
             residual.dtype == x.dtype == linear.weight.dtype):
         return residual + linear(x)
     out = residual.new_empty(residual.shape)  # contiguous, unlike the input

@@ -58,6 +58,16 @@ def graph_capture() -> bool:
             or torch.compiler.is_compiling())
 
 
+def autocast_on(device_type: str) -> bool:
+    """``torch.is_autocast_enabled(device_type)``, False for device types
+    autocast does not know (``meta``, on which shape-only runs and tests
+    of the non-CPU paths go), where PyTorch raises."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        return False
+
+
 def _cpuinfo(key: str) -> str:
     try:
         with open('/proc/cpuinfo') as f:

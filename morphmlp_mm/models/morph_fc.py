@@ -83,8 +83,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch.autograd.function import once_differentiable
 
-from .gemm import (_HAS_ONEDNN_LINEAR, bmm, bmm_tn, graph_capture, linear,
-                   mm, mm_tn, onednn_eligible)
+from .gemm import (_HAS_ONEDNN_LINEAR, autocast_on, bmm, bmm_tn,
+                   graph_capture, linear, mm, mm_tn, onednn_eligible)
 
 #: Stage resolutions of the 224 x 224 reference input (stride 4, 8, 16, 32).
 REFERENCE_STAGE_SIZES = (56, 28, 14, 7)
@@ -596,7 +596,7 @@ class _SpatialMixFunction(torch.autograd.Function):
     @staticmethod
     def applies(x: torch.Tensor, channels: int) -> bool:
         return (not graph_capture()
-                and not torch.is_autocast_enabled(x.device.type)
+                and not autocast_on(x.device.type)
                 and x.shape[1] * x.shape[2] * x.shape[3] > channels)
 
     @staticmethod

@@ -302,6 +302,51 @@ def test_streaming_only_without_graph_or_randomness():
         assert not block._can_stream(x)  # drop path draws per sample
 
 
+def test_no_streaming_off_the_cpu(monkeypatch):
+    """The cache-sized chunks are a CPU design: a tensor on another device
+    (here ``meta``, which runs every op's shape logic without a GPU) takes
+    the whole-clip path, in a block and in the whole backbone."""
+    def refuse(self, x):
+        raise AssertionError('forward_streamed called off the CPU')
+
+    block = MorphBlock(8, (1, 4), 3., frames=2).eval()
+    x = torch.randn(2, 2, 8, 8, 8)
+    with torch.no_grad():
+        assert block._can_stream(x)
+        assert not block._can_stream(x.to('meta'))
+    monkeypatch.setattr(MorphBlock, 'forward_streamed', refuse)
+    model = MorphMLP3D(ARCH, num_frames=4).to('meta').eval()
+    with torch.no_grad():
+        assert block.to('meta')(x.to('meta')).shape == x.shape
+        outs = model(torch.empty(2, 3, 4, 64, 64, device='meta'))
+    assert outs[-1].device.type == 'meta'
+    with torch.no_grad(), pytest.raises(AssertionError, match='off the CPU'):
+        MorphBlock(8, (1, 4), 3., frames=2).eval()(x)
+
+
+@pytest.mark.parametrize('with_cp', [False, True])
+def test_training_paths_off_the_cpu(with_cp, monkeypatch):
+    """A training step on another device than the CPU (``meta``: shapes
+    and devices without a GPU) takes MorphFC_s's hand-written backward
+    where it applies and no CPU-only path: a tensor made on the CPU inside
+    would fail here as it would on a GPU."""
+    calls = []
+    forward = MorphFCSpatial.mix
+
+    def spy(self, x, weights=None):
+        calls.append(morph_fc._SpatialMixFunction.applies(x, self.channels))
+        return forward(self, x, weights)
+
+    monkeypatch.setattr(MorphFCSpatial, 'mix', spy)
+    model = MorphMLP3D(ARCH, num_frames=4, drop_path_rate=0.1,
+                       with_cp=with_cp).to('meta').train()
+    outs = model(torch.empty(2, 3, 4, 64, 64, device='meta'))
+    sum(o.mean() for o in outs).backward()
+    assert calls[:2] == [True, True]  # stages 1-2: more tokens than C
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.device.type == 'meta', name
+
+
 @pytest.mark.parametrize('kind', ['plain', 'gelu', 'residual'])
 def test_fused_linear_matches_plain_ops(kind, monkeypatch):
     """oneDNN's fused matmul (no grad, fp32 CPU) equals the plain ops; with
