@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from tool_scripts import load_script
@@ -222,3 +223,115 @@ def test_floor_takes_the_faster_library_per_layer(mode, monkeypatch):
     else:
         assert total == 2 * n_linear + 3 * n_conv
     assert floor.last['aten'] == 2 * n_linear + 3 * n_conv
+
+
+def test_benchmark_amp_and_batch(tmp_path, repo_root):
+    """--amp bf16 --batch 2 (on the CPU): models and floor under autocast,
+    per-clip throughput and per-view MACs, the run labelled as such, and
+    memory measured in the child processes with the same settings."""
+    tiny = ['--arch', 'tiny', '--frames', '4', '--size', '64', '--modes',
+            'infer', 'train', '--repeats', '1', '--threads', '1', '--quick']
+    args = [*tiny, '--no-flops', '--amp', 'bf16', '--batch', '2',
+            '--memory']
+    out = tmp_path / 'b.json'
+    proc = subprocess.run(
+        [sys.executable, 'tools/analysis/benchmark.py', *args, '--json',
+         str(out), '--md', str(tmp_path / 'b.md')],
+        cwd=repo_root, env=dict(os.environ, OMP_NUM_THREADS='1'),
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    meta = result['meta']
+    assert meta['amp'] == 'bf16' and meta['dtype'] == 'bfloat16 autocast'
+    assert meta['batch'] == 2 and meta['device'] == 'cpu'
+    ours = result['models']['MorphMLP3D-tiny-4f']
+    assert ours['input'] == [2, 3, 4, 64, 64]
+    assert ours['infer_x_floor'] > 0 and ours['train_x_floor'] > 0
+    assert ours['train_model_mb'] > 0 and ours['infer_model_mb'] > 0
+    assert ours['video_s'] == pytest.approx(ours['infer_s'] / 2 * 4)
+    md = (tmp_path / 'b.md').read_text()
+    assert '(CPU, bf16 autocast, batch 2,' in md
+    assert 'Dense 2048^3 bf16 matmul' in md
+    row = next(line for line in md.splitlines()
+               if line.startswith('| MorphMLP3D-tiny-4f |'))
+    assert f"| {2 / ours['infer_s']:.2f} |" in row  # clips/s per clip
+    # per-view MACs do not depend on the batch (counted in-process)
+    tool = load_script('tools/analysis/benchmark.py')
+    macs = {}
+    for batch in (1, 2):
+        res = tool.main([*tiny[:6], '--modes', 'infer', '--repeats', '1',
+                         '--quick', '--no-floor', '--batch', str(batch)])
+        macs[batch] = res['models']['MorphMLP3D-tiny-4f']['gmacs']
+    assert macs[2] == pytest.approx(macs[1]) and macs[1] > 0
+
+
+def test_floor_under_amp_uses_the_models_dtype():
+    """Under --amp the floor's Linear calls run under the same autocast
+    (PyTorch's products only) and the backward gets a gradient in the
+    output's dtype."""
+    import torch
+    import torch.nn as nn
+    from morphmlp_mm import MorphMLP3D
+    from morphmlp_mm.models.plain import build_plain
+    tool = load_script('tools/analysis/benchmark.py')
+    model = MorphMLP3D(dict(depths=[1, 1, 1, 1], channels=[8, 16, 56, 98],
+                            chunk_lengths=[4, 8, 28, 49]), num_frames=4)
+    floor = tool.Floor(build_plain(model), torch.randn(1, 3, 4, 32, 32),
+                       amp='bf16')
+    linear = next(mod for mod, _, _ in floor.calls
+                  if isinstance(mod, nn.Linear))
+    assert floor.libraries(linear) == ('aten', )
+    assert floor.time('train', time.perf_counter) > 0
+    dtypes = {floor.grads[(id(mod), shape)].dtype
+              for mod, shape, _ in floor.calls if isinstance(mod, nn.Linear)}
+    assert dtypes == {torch.bfloat16}
+
+
+@pytest.mark.parametrize('mode', ['infer', 'train'])
+def test_floor_off_the_cpu_is_timed_in_spans(mode):
+    """Off the CPU (here ``meta``: a GPU's code path without a GPU) the
+    floor reads the clock once per run of a backbone part's calls, not
+    around every call (on a GPU each read waits for the device), and books
+    each span to its part."""
+    import torch
+    from morphmlp_mm import MorphMLP3D
+    from morphmlp_mm.models.plain import build_plain
+    tool = load_script('tools/analysis/benchmark.py')
+    plain = build_plain(MorphMLP3D(
+        dict(depths=[1, 1, 1, 1], channels=[8, 16, 56, 98],
+             chunk_lengths=[4, 8, 28, 49]), num_frames=4)).to('meta')
+    floor = tool.Floor(plain, torch.empty(1, 3, 4, 32, 32, device='meta'))
+    assert not floor.per_call
+    reads = []
+
+    def clock():
+        reads.append(len(reads))
+        return float(len(reads))
+
+    total = floor.time(mode, clock)
+    parts = [floor.part_of.get(id(mod), 'other') for mod, _, _ in floor.calls]
+    runs = 1 + sum(a != b for a, b in zip(parts, parts[1:]))
+    assert len(reads) == runs + 1
+    assert total == floor.last['best'] == floor.last['aten'] == runs
+    split = floor.time_parts(clock)
+    assert list(split) == list(dict.fromkeys(parts))
+    assert sum(split.values()) == runs
+
+
+def test_device_option_errors():
+    """--device: clear errors naming the option and the value."""
+    import torch
+    tool = load_script('tools/analysis/benchmark.py')
+    with pytest.raises(ValueError, match="--device 'gpu0' is not a device"):
+        tool.main(['--arch', 'tiny', '--device', 'gpu0'])
+    with pytest.raises(ValueError, match="--device 'meta': only cpu and"):
+        tool.main(['--arch', 'tiny', '--device', 'meta'])
+    with pytest.raises(ValueError, match='--clock cpu .* --device cuda'):
+        tool.main(['--arch', 'tiny', '--device', 'cuda', '--clock', 'cpu'])
+    with pytest.raises(ValueError, match='--ops .* --device cuda'):
+        tool.main(['--arch', 'tiny', '--device', 'cuda', '--ops'])
+    with pytest.raises(ValueError, match='--batch must be >= 1, got 0'):
+        tool.main(['--arch', 'tiny', '--batch', '0'])
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="--device 'cuda': no CUDA"):
+            tool.main(['--arch', 'tiny', '--device', 'cuda'])

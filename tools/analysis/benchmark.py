@@ -53,6 +53,14 @@ ratio is also given paired by round (the median of the per-round ratios,
 :func:`paired_median`), which a drift of the machine's speed between rounds
 does not move.
 
+By default everything runs on the CPU in fp32 at batch 1. ``--device
+cuda`` runs the models, the floor's layers and the dense product on a GPU
+(the clock then waits for the queued kernels, the floor is timed as one
+span per backbone part, ``--memory`` reads the CUDA allocator's peak);
+``--amp bf16`` (or ``fp16``) runs the models' forwards and the floor's
+layers under autocast; ``--batch N`` times calls of N clips (throughput
+and time per video stay per clip, MACs per view).
+
 Models are named presets (``--models``, groups ``video``, ``image``,
 ``cp``, ``all``), any MorphMLP arch (``--arch small --frames 32``) or any
 OpenMMLab config (``--config cfg.py``: its ``model.backbone``). A MorphMLP
@@ -75,6 +83,9 @@ morphmlp-small_in1k-pre_8xb8-amp-16x4x1-60e_kinetics400-rgb.py
         --modes infer train --threads 1 --ops
     # smoke run on tiny inputs
     python tools/analysis/benchmark.py --models all --quick
+    # on a GPU, bf16 autocast, the training batch of the K400 configs
+    python tools/analysis/benchmark.py --models video --modes infer train \\
+        --with-cp --memory --device cuda --amp bf16 --batch 8
 """
 import argparse
 import contextlib
@@ -103,6 +114,34 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CHILD_MARK = '@@benchmark-child@@'
 LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 MODES = ('infer', 'train')
+#: ``--amp``: the autocast dtype of every model and of the floor's layers.
+AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def autocast(device: torch.device, amp: Optional[str]):
+    """``torch.autocast`` to the ``--amp`` dtype, or a null context."""
+    if amp is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AMP_DTYPES[amp])
+
+
+def make_clock(name: str, device: torch.device) -> Callable[[], float]:
+    """The run's clock: process CPU time (``cpu``), wall time (``wall``) or,
+    on a GPU, wall time after waiting for the device's queued work
+    (``cuda``), so that a span covers the kernels it launched."""
+    if name == 'cuda':
+        def cuda_clock() -> float:
+            torch.cuda.synchronize(device)
+            return time.perf_counter()
+        return cuda_clock
+    return time.process_time if name == 'cpu' else time.perf_counter
+
+
+def device_name(device: torch.device) -> str:
+    """``CPU`` or the GPU's name, for the outputs."""
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    return device.type.upper()
 
 
 def import_plugin() -> None:
@@ -319,6 +358,7 @@ def select_specs(args) -> List[Spec]:
     for s in specs:
         if s.name not in seen:
             seen.add(s.name)
+            s.shape = (args.batch, *s.shape[1:])
             unique.append(s)
     if not unique:
         raise ValueError('nothing to benchmark: pass --models, --config or '
@@ -330,8 +370,11 @@ class Built:
     """A spec's model, input and optimizer, built once per run."""
 
     def __init__(self, spec: Spec, owners: Dict[str, 'Built'],
-                 compile: Optional[str] = None) -> None:
+                 compile: Optional[str] = None,
+                 device: torch.device = torch.device('cpu'),
+                 amp: Optional[str] = None) -> None:
         self.spec = spec
+        self.device, self.amp = device, amp
         torch.manual_seed(0)
         if spec.plain_of is not None:
             from morphmlp_mm.models.plain import build_plain
@@ -340,7 +383,9 @@ class Built:
             self.model = build_plain(base)
         else:
             self.model = spec.build()
-        self.x = torch.randn(spec.shape)
+        self.model.to(device)
+        # drawn on the CPU: the same clip on every device
+        self.x = torch.randn(spec.shape).to(device)
         self.optimizer = None
         # torch.compile with that backend: the first call of each mode
         # compiles, which the warm-up absorbs; the floor stays eager.
@@ -349,7 +394,7 @@ class Built:
 
     def infer(self) -> None:
         self.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast(self.device, self.amp):
             self.fn(self.x)
 
     def train_step(self, clock: Callable[[], float] = time.perf_counter,
@@ -357,7 +402,10 @@ class Built:
         """Forward, mean loss, backward, AdamW step, as in a training loop:
         the gradients of the previous step are dropped first
         (``zero_grad(set_to_none=True)``, what mmengine's optimizer wrapper
-        does), the AdamW moments persist until :meth:`release`.
+        does), the AdamW moments persist until :meth:`release`. With
+        ``--amp`` the forward and the loss run under autocast, the backward
+        and the step outside it, as in mmengine's ``AmpOptimWrapper``
+        (without its loss scaling, which bf16 does not need).
 
         Args:
             clock: The clock of the returned time.
@@ -372,8 +420,9 @@ class Built:
             params = [p for p in self.model.parameters() if p.requires_grad]
             self.optimizer = torch.optim.AdamW(params, lr=1e-6)
         self.optimizer.zero_grad(set_to_none=True)
-        outs = _tensors(self.fn(self.x))
-        loss = sum(o.float().mean() for o in outs if o.requires_grad)
+        with autocast(self.device, self.amp):
+            outs = _tensors(self.fn(self.x))
+            loss = sum(o.float().mean() for o in outs if o.requires_grad)
         loss.backward()
         start = clock()
         with timer.booking('optimizer') if timer else contextlib.nullcontext():
@@ -415,9 +464,9 @@ def _tensors(value) -> List[torch.Tensor]:
 class Floor:
     """The Linear / Conv layer calls of one forward, timed alone.
 
-    Each ``nn.Linear`` call is timed in both of PyTorch's CPU GEMM
-    libraries, its BLAS (``F.linear``: MKL in the x86 wheels) and oneDNN
-    (``torch.ops.mkldnn``; in training through
+    On the CPU in fp32, each ``nn.Linear`` call is timed in both of
+    PyTorch's CPU GEMM libraries, its BLAS (``F.linear``: MKL in the x86
+    wheels) and oneDNN (``torch.ops.mkldnn``; in training through
     :func:`morphmlp_mm.models.gemm.linear`, whose backward runs both
     gradient products in oneDNN too), and counts with the faster: the
     floor is what the machine does with the best library at hand, so a
@@ -425,10 +474,14 @@ class Floor:
     this CPU (MKL off Intel) does not flatter everyone's ratio. The floor
     of PyTorch's own products alone is kept (``last`` ``'aten'``).
     Convolutions are timed as PyTorch runs them (oneDNN where it
-    chooses).
+    chooses). Under ``--amp`` the layers run under the same autocast as
+    the models (PyTorch's products only). On a GPU the calls are timed
+    as one span per part (no per-call synchronisation, whose latency
+    would swamp the small products), in the models' dtype.
     """
 
-    def __init__(self, model: nn.Module, x: torch.Tensor) -> None:
+    def __init__(self, model: nn.Module, x: torch.Tensor,
+                 amp: Optional[str] = None) -> None:
         calls = []
         hooks = [
             m.register_forward_pre_hook(
@@ -436,11 +489,13 @@ class Floor:
             for m in model.modules() if isinstance(m, LAYER_TYPES)
         ]
         _infer_once(model, x, hooks)
+        self.device, self.amp = x.device, amp
         # The first layer sees the network input, which needs no gradient.
         self.calls = [(mod, shape, i > 0 or shape != tuple(x.shape))
                       for i, (mod, shape) in enumerate(calls)]
         # One random input (and output gradient) per distinct shape.
-        self.inputs = {shape: torch.randn(shape) for _, shape in calls}
+        self.inputs = {shape: torch.randn(shape, device=self.device)
+                       for _, shape in calls}
         self.grads: Dict[Tuple, torch.Tensor] = {}
         self.part_of = {id(mod): name for name, mod in model_parts(model)
                         for mod in mod.modules()}
@@ -449,18 +504,26 @@ class Floor:
         #: over the Linear calls, the others as PyTorch runs them).
         self.last: Dict[str, float] = {}
 
-    @staticmethod
-    def libraries(mod: nn.Module) -> Tuple[str, ...]:
+    @property
+    def per_call(self) -> bool:
+        """Whether each call is timed on its own, in each library (the
+        CPU), or the calls are timed as spans (other devices)."""
+        return self.device.type == 'cpu'
+
+    def libraries(self, mod: nn.Module) -> Tuple[str, ...]:
         from morphmlp_mm.models import gemm
-        return gemm.libraries() if isinstance(mod, nn.Linear) else ('aten', )
+        if isinstance(mod, nn.Linear) and self.per_call and self.amp is None:
+            return gemm.libraries()
+        return ('aten', )
 
     def _call(self, mod: nn.Module, inp: torch.Tensor,
               library: str) -> torch.Tensor:
-        if library == 'aten':
-            return mod(inp)
-        from morphmlp_mm.models import gemm
-        with gemm.use_gemm_backend(library):
-            return gemm.linear(inp, mod.weight, mod.bias)
+        with autocast(self.device, self.amp):
+            if library == 'aten':
+                return mod(inp)
+            from morphmlp_mm.models import gemm
+            with gemm.use_gemm_backend(library):
+                return gemm.linear(inp, mod.weight, mod.bias)
 
     def _book(self, totals: Dict[str, float], times: Dict[str, float]):
         for library in ('aten', 'onednn'):
@@ -468,11 +531,37 @@ class Floor:
                 library, times['aten'])
         totals['best'] = totals.get('best', 0.) + min(times.values())
 
+    def _spans(self, step: Callable, clock: Callable[[], float]
+               ) -> Dict[str, float]:
+        """``step(mod, shape, needs_grad)`` for every call, timed as one
+        span per run of consecutive calls of a part."""
+        parts: Dict[str, float] = {}
+        current, start = None, clock()
+        for mod, shape, needs_grad in self.calls:
+            part = self.part_of.get(id(mod), 'other')
+            if current is not None and part != current:
+                now = clock()
+                parts[current] = parts.get(current, 0.) + now - start
+                start = now
+            current = part
+            step(mod, shape, needs_grad)
+        if current is not None:
+            parts[current] = parts.get(current, 0.) + clock() - start
+        total = sum(parts.values())
+        self.last = {'aten': total, 'best': total}
+        return parts
+
     def time_parts(self, clock: Callable[[], float]) -> Dict[str, float]:
         """Inference floor, split by the parts of :func:`model_parts`."""
         parts: Dict[str, float] = {}
         totals: Dict[str, float] = {}
         with torch.no_grad():
+            if not self.per_call:
+                for mod, _, _ in self.calls:
+                    mod.eval()
+                return self._spans(
+                    lambda mod, shape, _: self._call(
+                        mod, self.inputs[shape], 'aten'), clock)
             for mod, shape, _ in self.calls:
                 mod.eval()
                 times = {}
@@ -486,27 +575,55 @@ class Floor:
         self.last = totals
         return parts
 
+    def _grad_input(self, mod: nn.Module, shape: Tuple,
+                    needs_grad: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """A training call's input and its output's gradient (one random
+        tensor per shape, in the output's dtype)."""
+        inp = self.inputs[shape].detach().requires_grad_(needs_grad)
+        key = (id(mod), shape)
+        if key not in self.grads:
+            with torch.no_grad():
+                out = self._call(mod, inp, 'aten')
+            grad = self.inputs.setdefault(
+                tuple(out.shape), torch.randn(out.shape, device=self.device))
+            self.grads[key] = grad.to(out.dtype)
+        return inp, self.grads[key]
+
+    def _train_call(self, mod: nn.Module, inp: torch.Tensor,
+                    grad: torch.Tensor, library: str) -> None:
+        self._call(mod, inp, library).backward(grad)
+
+    @staticmethod
+    def _drop_grads(mod: nn.Module, inp: torch.Tensor) -> None:
+        mod.zero_grad(set_to_none=True)
+        inp.grad = None
+
     def time(self, mode: str, clock: Callable[[], float]) -> float:
         if mode == 'infer':
             return sum(self.time_parts(clock).values())
+        for mod, _, _ in self.calls:
+            mod.train()
+        if not self.per_call:
+            prepared = {
+                (id(mod), shape): self._grad_input(mod, shape, needs_grad)
+                for mod, shape, needs_grad in self.calls}
+
+            def step(mod, shape, _):
+                inp, grad = prepared[(id(mod), shape)]
+                self._train_call(mod, inp, grad, 'aten')
+                self._drop_grads(mod, inp)
+
+            self._spans(step, clock)
+            return self.last['best']
         totals: Dict[str, float] = {}
         for mod, shape, needs_grad in self.calls:
-            mod.train()
-            inp = self.inputs[shape].detach().requires_grad_(needs_grad)
-            key = (id(mod), shape)
-            if key not in self.grads:
-                with torch.no_grad():
-                    out_shape = tuple(mod(inp).shape)
-                self.grads[key] = self.inputs.setdefault(
-                    out_shape, torch.randn(out_shape))
+            inp, grad = self._grad_input(mod, shape, needs_grad)
             times = {}
             for library in self.libraries(mod):
                 start = clock()
-                out = self._call(mod, inp, library)
-                out.backward(self.grads[key])
+                self._train_call(mod, inp, grad, library)
                 times[library] = clock() - start
-                mod.zero_grad(set_to_none=True)
-                inp.grad = None
+                self._drop_grads(mod, inp)
             self._book(totals, times)
         self.last = totals
         return totals['best']
@@ -550,11 +667,30 @@ def _infer_once(model: nn.Module, x: torch.Tensor, hooks: List) -> None:
             hook.remove()
 
 
-def dense_matmul_seconds(clock: Callable[[], float], n: int = 2048) -> float:
-    """One dense ``n``^3 fp32 product, the faster of PyTorch's BLAS
-    (``torch.mm``) and oneDNN (see :class:`Floor`)."""
+def dense_size(device: torch.device) -> int:
+    """Side of the dense reference product: 2048 on the CPU; 8192 on a GPU,
+    where a 2048^3 product takes some ten microseconds, about the latency
+    of launching it and waiting for it."""
+    return 2048 if device.type == 'cpu' else 8192
+
+
+def dense_matmul_seconds(clock: Callable[[], float],
+                         device: torch.device = torch.device('cpu'),
+                         amp: Optional[str] = None) -> float:
+    """One dense ``n``^3 product (:func:`dense_size`) in the run's dtype
+    (fp32, or the ``--amp`` dtype): on the CPU in fp32 the faster of
+    PyTorch's BLAS (``torch.mm``) and oneDNN (see :class:`Floor`), else
+    PyTorch's, after one untimed product."""
     from morphmlp_mm.models import gemm
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    n = dense_size(device)
+    dtype = AMP_DTYPES[amp] if amp else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    if device.type != 'cpu' or amp is not None:
+        torch.mm(a, b)
+        start = clock()
+        torch.mm(a, b)
+        return clock() - start
     best = float('inf')
     for library in gemm.libraries():
         with gemm.use_gemm_backend(library):
@@ -720,8 +856,22 @@ def child_memory(args) -> None:
     libs = _proc_status_kb('VmRSS')
     spec = {s.name: s for s in select_specs(args)}[args.child[0]]
     mode = args.child[1]
-    built = Built(spec, {})
+    built = Built(spec, {}, device=args.device, amp=args.amp)
     built.run(mode)
+    if args.device.type == 'cuda':
+        # the caching allocator counts every tensor: weights, gradients,
+        # optimizer state and activations
+        torch.cuda.synchronize(args.device)
+        before = torch.cuda.memory_allocated(args.device)
+        torch.cuda.reset_peak_memory_stats(args.device)
+        built.run(mode)
+        torch.cuda.synchronize(args.device)
+        peak = torch.cuda.max_memory_allocated(args.device)
+        print(CHILD_MARK + json.dumps(dict(
+            peak_mb=peak / 2**20, step_mb=(peak - before) / 2**20,
+            model_mb=peak / 2**20, libs_mb=0.,
+            method='torch.cuda.max_memory_allocated')))
+        return
     gc.collect()
     try:
         ctypes.CDLL('libc.so.6').malloc_trim(0)
@@ -788,7 +938,8 @@ def paired_median(num: Optional[Sequence[float]],
 def run_benchmark(args, specs: List[Spec]) -> Dict:
     from morphmlp_mm.models import gemm
     torch.set_num_threads(args.threads)
-    clock = time.process_time if args.clock == 'cpu' else time.perf_counter
+    clock = make_clock(args.clock, args.device)
+    batch = specs[0].shape[0]
     meta = dict(
         date=datetime.datetime.now().isoformat(timespec='seconds'),
         command='python ' + ' '.join(
@@ -799,12 +950,16 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
         cpu_model=gemm.cpu_model(), cpu_vendor=gemm.cpu_vendor(),
         gemm_backend=gemm.gemm_backend(),
         cores=os.cpu_count(), loadavg_start=os.getloadavg(),
-        repeats=args.repeats, dtype='float32', clock=args.clock,
-        batch=specs[0].shape[0],
+        repeats=args.repeats, clock=args.clock, batch=batch,
+        device=str(args.device), device_name=device_name(args.device),
+        amp=args.amp, dtype=(f'{AMP_DTYPES[args.amp]} autocast'.replace(
+            'torch.', '') if args.amp else 'float32'),
+        dense_n=dense_size(args.device),
         compile=args.compile,
         heap='retained (--retain-heap)' if args.retain_heap else
         'glibc default')
-    print(f"torch {meta['torch']}, {meta['threads']} threads, "
+    print(f"torch {meta['torch']}, {meta['device_name']}, {meta['dtype']}, "
+          f"batch {batch}, {meta['threads']} threads, "
           f"{meta['cores']} cores ({meta['cpu_model'] or meta['cpu']}), "
           f"{args.clock} clock, loadavg "
           f"{tuple(round(v, 1) for v in meta['loadavg_start'])}, MorphMLP "
@@ -817,7 +972,8 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
     built: Dict[str, Built] = {}
     for spec in specs:
         print(f'building {spec.name} {tuple(spec.shape)}')
-        built[spec.name] = Built(spec, built, compile=args.compile)
+        built[spec.name] = Built(spec, built, compile=args.compile,
+                                 device=args.device, amp=args.amp)
         spec.results.update(
             params_m=sum(p.numel() for p in built[spec.name].model
                          .parameters()) / 1e6,
@@ -839,13 +995,15 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
             if spec.plain_of is None and _has_morph_blocks(model):
                 from morphmlp_mm.models.plain import build_plain
                 model = build_plain(model)
-            floors[owner] = Floor(model, built[spec.name].x)
+            floors[owner] = Floor(model, built[spec.name].x, args.amp)
             spec.results['layer_calls'] = len(floors[owner].calls)
     if not args.no_flops:
         for spec in specs:
             if spec.plain_of is None and not spec.train_only:
                 macs = count_macs(spec, built[spec.name])
-                spec.results['gmacs'] = None if macs is None else macs / 1e9
+                # per view: the counted call holds ``batch`` clips
+                spec.results['gmacs'] = None if macs is None else \
+                    macs / 1e9 / batch
         for spec in specs:
             owner = spec.plain_of or spec.name
             ref = next((s for s in specs if s.name == owner), None)
@@ -900,7 +1058,7 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
                     aten_times[spec.name].append(
                         floors[spec.name].last['aten'] +
                         opt_times[spec.name][-1])
-            dense.append(dense_matmul_seconds(clock))
+            dense.append(dense_matmul_seconds(clock, args.device, args.amp))
             print(f'  round {r + 1}/{args.repeats}: ' + ', '.join(
                 f'{s.name} {times[s.name][-1]:.3f}s' for s in mode_specs) +
                   f'  load {os.getloadavg()[0]:.1f}')
@@ -963,7 +1121,8 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
                 print(f'  {mode} {name}: ' + _fmt_parts(
                     built[name].spec.results[f'{mode}_ops_ms']))
     dense_s = median(dense)
-    meta['dense_gflops'] = 2 * 2048**3 / dense_s / 1e9 if dense_s else None
+    meta['dense_gflops'] = 2 * meta['dense_n']**3 / dense_s / 1e9 \
+        if dense_s else None
     meta['dense_runs_s'] = dense
 
     if args.memory:
@@ -983,12 +1142,12 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
     for spec in specs:
         res = spec.results
         if res.get('gmacs') and res.get('infer_s'):
-            res['infer_gflops'] = 2 * res['gmacs'] / res['infer_s']
+            res['infer_gflops'] = 2 * res['gmacs'] * batch / res['infer_s']
             if meta['dense_gflops']:
                 res['infer_dense_frac'] = res['infer_gflops'] / \
                     meta['dense_gflops']
         if res.get('infer_s'):
-            res['video_s'] = res['infer_s'] * spec.views
+            res['video_s'] = res['infer_s'] / batch * spec.views
     return dict(meta=meta, models={s.name: s.results for s in specs},
                 ratios=compute_ratios(specs, args.reference))
 
@@ -1081,7 +1240,8 @@ def table_rows(result: Dict) -> Tuple[List[str], List[List[str]]]:
                        ('infer_model_mb', 'train_model_mb'))
         rows.append([
             name, inp, _fmt(res.get('gmacs'), 1), _fmt(res.get('infer_s'), 3),
-            _fmt(1 / res['infer_s'] if res.get('infer_s') else None, 2),
+            _fmt(shape[0] / res['infer_s'] if res.get('infer_s') else None,
+                 2),
             _fmt(res.get('infer_x_floor'), 2),
             _fmt(100 * res['infer_dense_frac']
                  if res.get('infer_dense_frac') else None, 0),
@@ -1200,14 +1360,32 @@ def _text_table(header: List[str], rows: List[List[str]]) -> List[str]:
     return out
 
 
+def _dense_label(meta: Dict) -> str:
+    """``2048^3 fp32`` / ``8192^3 bf16`` (saved runs before ``--amp`` and
+    ``--device``: CPU fp32)."""
+    return f"{meta.get('dense_n', 2048)}^3 {meta.get('amp') or 'fp32'}"
+
+
+def _run_label(meta: Dict) -> str:
+    """``CPU, fp32`` / ``NVIDIA H100 ..., bf16 autocast``."""
+    device = meta.get('device_name') or 'CPU'
+    precision = f"{meta['amp']} autocast" if meta.get('amp') else 'fp32'
+    return f'{device}, {precision}'
+
+
+def _on_gpu(meta: Dict) -> bool:
+    return meta.get('device', 'cpu').startswith('cuda')
+
+
 def format_text(result: Dict) -> str:
     out = _text_table(*table_rows(result))
     meta = result['meta']
     out.append('')
     load = [tuple(round(v, 1) for v in meta[k])
             for k in ('loadavg_start', 'loadavg_end')]
-    out.append(f"dense 2048^3 fp32 matmul: {_fmt(meta['dense_gflops'], 1)} "
-               f'GFLOP/s; loadavg {load[0]} -> {load[1]}')
+    out.append(f"dense {_dense_label(meta)} matmul: "
+               f"{_fmt(meta['dense_gflops'], 1)} GFLOP/s; loadavg "
+               f'{load[0]} -> {load[1]}')
     out += floor_lines(result)
     if meta.get('compile'):
         out.append(f"models run under torch.compile ({meta['compile']}); "
@@ -1228,13 +1406,14 @@ def format_markdown(result: Dict) -> str:
     meta = result['meta']
     threads = f"{meta['threads']} thread" + ('s' if meta['threads'] > 1
                                              else '')
-    clock = ('process CPU time' if meta.get('clock') == 'cpu' else
-             'wall-clock time')
+    clock = {'cpu': 'process CPU time',
+             'cuda': 'wall-clock time, GPU synchronised'}.get(
+                 meta.get('clock'), 'wall-clock time')
     lines = [
         '# Speed, FLOPs and memory',
         '',
-        'Produced by `tools/analysis/benchmark.py` (CPU, fp32, batch '
-        f"{meta['batch']}, {threads}, {clock}, torch {meta['torch']}, "
+        f"Produced by `tools/analysis/benchmark.py` ({_run_label(meta)}, "
+        f"batch {meta['batch']}, {threads}, {clock}, torch {meta['torch']}, "
         f"{meta['date']}"
         + (f", under torch.compile ({meta['compile']}), the floor eager"
            if meta.get('compile') else '')
@@ -1250,12 +1429,16 @@ def format_markdown(result: Dict) -> str:
                        for i in range(len(header))) + '|',
     ]
     lines += ['| ' + ' | '.join(r) + ' |' for r in rows]
+    device = (f"GPU: {meta.get('device_name')} (CPU: "
+              f"{meta.get('cpu_model') or meta.get('cpu')}). "
+              if _on_gpu(meta) else
+              f"CPU: {meta.get('cpu_model') or meta.get('cpu')}; MorphMLP's "
+              f"training GEMMs in {meta.get('gemm_backend', 'aten')} "
+              '(`MORPHMLP_GEMM`, `morphmlp_mm.models.gemm`). ')
     lines += [
         '',
-        f"CPU: {meta.get('cpu_model') or meta.get('cpu')}; MorphMLP's "
-        f"training GEMMs in {meta.get('gemm_backend', 'aten')} "
-        '(`MORPHMLP_GEMM`, `morphmlp_mm.models.gemm`). '
-        f"Dense 2048^3 fp32 matmul in the same run: "
+        device +
+        f"Dense {_dense_label(meta)} matmul in the same run: "
         f"{_fmt(meta['dense_gflops'], 1)} GFLOP/s. Load average "
         f"{tuple(round(v, 1) for v in meta['loadavg_start'])} at the start, "
         f"{tuple(round(v, 1) for v in meta['loadavg_end'])} at the end "
@@ -1273,21 +1456,31 @@ def format_markdown(result: Dict) -> str:
     lines += [
         '',
         'Columns: `GMACs` per view (fvcore convention; MorphMLP counted on '
-        'its plain twin); `infer s` one clip (image), eval mode, no grad; '
+        'its plain twin); `infer s` one call (a batch of '
+        f"{meta['batch']} clips or images), eval mode, no grad; "
+        '`clips/s` clips (images) per second; '
         '`x floor` the time over the GEMM floor (the model\'s own Linear and '
-        'Conv layers run alone at their exact shapes, same run, each Linear '
-        'in the faster of PyTorch\'s BLAS and oneDNN; for '
+        'Conv layers run alone at their exact shapes, same run, '
+        + ('in the models\' dtype, timed as one span per backbone part; '
+           if _on_gpu(meta) or meta.get('amp') else
+           'each Linear in the faster of PyTorch\'s BLAS and oneDNN; ')
+        + 'for '
         'training their forward + backward plus the AdamW step on the '
         'model\'s parameters); `% dense` '
         'achieved 2 x MACs / s over the dense matmul rate (the faster '
         'library); `train s` one '
         'step (forward, mean loss, backward, AdamW; timed after an untimed '
         'step of the same model, so the AdamW moments exist as in '
-        'training); `mem MB` peak RSS of '
-        'one call / step above the imported libraries, in a fresh process '
-        'after a warm-up step (weights, gradients, optimizer state and '
-        'activations); `s/video` '
-        'infer s x test views. `plain`: the official MorphFC algorithm '
+        'training); `mem MB` '
+        + ('peak CUDA memory allocated in one call / step (everything '
+           'live: weights, gradients, optimizer state and activations), '
+           'in a fresh process after a warm-up step; '
+           if _on_gpu(meta) else
+           'peak RSS of one call / step above the imported libraries, in '
+           'a fresh process after a warm-up step (weights, gradients, '
+           'optimizer state and activations); ')
+        + '`s/video` the time of one clip x test views. `plain`: the '
+        'official MorphFC algorithm '
         '(`morphmlp_mm.models.plain`) on the same weights; `cp`: '
         '`with_cp=True`.',
     ]
@@ -1334,7 +1527,8 @@ def save_png(result: Dict, path: str) -> None:
         values = []
         for n in names:
             v = models[n].get(key)
-            values.append((1 / v if invert else v) if v else 0)
+            batch = models[n].get('input', [1])[0]
+            values.append((batch / v if invert else v) if v else 0)
         colors = ['tab:blue' if not models[n].get('plain_of') else 'tab:gray'
                   for n in names]
         ax.barh(names, values, color=colors)
@@ -1349,7 +1543,8 @@ def save_png(result: Dict, path: str) -> None:
         else:
             ax.set_xscale('log')
     meta = result['meta']
-    fig.suptitle(f"CPU fp32, batch {meta['batch']}, {meta['threads']} "
+    fig.suptitle(f"{_run_label(meta)}, batch {meta['batch']}, "
+                 f"{meta['threads']} "
                  f"thread(s), {meta.get('clock', 'wall')} clock, torch "
                  f"{meta['torch']} (gray: plain twin)")
     fig.tight_layout()
@@ -1387,10 +1582,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--threads', type=int,
                         default=torch.get_num_threads())
     parser.add_argument(
+        '--device', default='cpu',
+        help='cpu (default) or cuda[:N]: where the models, the floor\'s '
+        'layers and the dense product run; on a GPU the clock waits for '
+        'the queued kernels and --memory reads the CUDA allocator\'s peak')
+    parser.add_argument(
+        '--amp', choices=sorted(AMP_DTYPES),
+        help='run the models and the floor\'s layers under autocast to '
+        'this dtype (the backward and the AdamW step outside it, no loss '
+        'scaling); the dense product in it too. Default: fp32')
+    parser.add_argument(
+        '--batch', type=int, default=1,
+        help='clips (images) per call; times stay per call, clips/s and '
+        's/video are per clip, GMACs per view')
+    parser.add_argument(
         '--clock', choices=('auto', 'wall', 'cpu'), default='auto',
         help='cpu: process CPU time, immune to waiting for a loaded CPU '
         '(only meaningful with --threads 1); auto: cpu for one thread, '
-        'wall otherwise')
+        'wall otherwise; on a GPU always wall time after synchronising')
     parser.add_argument('--compile', nargs='?', const='inductor',
                         metavar='BACKEND',
                         help='time every model under torch.compile (backend '
@@ -1464,6 +1673,38 @@ def write_outputs(result: Dict, args) -> None:
         print(f'wrote {args.md}')
 
 
+def parse_device(name: str) -> torch.device:
+    """``--device``: ``cpu`` or ``cuda[:N]`` (not yet checked for a GPU,
+    see :func:`present_device`)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f'--device {name!r} is not a device name; use cpu '
+                         f'or cuda[:N] ({err})') from err
+    if device.type not in ('cpu', 'cuda'):
+        raise ValueError(f'--device {name!r}: only cpu and cuda[:N] are '
+                         'supported')
+    return device
+
+
+def present_device(device: torch.device) -> torch.device:
+    """``device`` with its index, after checking that the GPU exists."""
+    name = str(device)
+    if device.type == 'cuda':
+        count = torch.cuda.device_count() if torch.cuda.is_available() \
+            else 0
+        if count == 0:
+            raise ValueError(f'--device {name!r}: no CUDA device is '
+                             'available here (torch.cuda.is_available() '
+                             'is False)')
+        if device.index is None:
+            device = torch.device('cuda', torch.cuda.current_device())
+        elif device.index >= count:
+            raise ValueError(f'--device {name!r}: this machine has {count} '
+                             f'CUDA device(s), indices 0-{count - 1}')
+    return device
+
+
 def retain_heap() -> None:
     """glibc ``mallopt``: no mmap for large blocks (M_MMAP_THRESHOLD), no
     trimming of the heap top (M_TRIM_THRESHOLD), both set to 1 GiB."""
@@ -1487,11 +1728,25 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         raise ValueError(f'--repeats must be >= 1, got {args.repeats}')
     if args.threads < 1:
         raise ValueError(f'--threads must be >= 1, got {args.threads}')
+    if args.batch < 1:
+        raise ValueError(f'--batch must be >= 1, got {args.batch}')
     if args.ops and args.compile:
         raise ValueError('--ops times eager aten ops one by one; it cannot '
                          'be combined with --compile')
-    if args.clock == 'auto':
+    args.device = parse_device(args.device)
+    if args.device.type == 'cuda':
+        if args.clock == 'cpu':
+            raise ValueError('--clock cpu counts this process\'s CPU time, '
+                             'not the GPU\'s: use --clock wall or auto with '
+                             '--device cuda')
+        if args.ops:
+            raise ValueError('--ops times each op as the CPU dispatches '
+                             'it; GPU kernels run asynchronously, so it '
+                             'cannot be combined with --device cuda')
+        args.clock = 'cuda'
+    elif args.clock == 'auto':
         args.clock = 'cpu' if args.threads == 1 else 'wall'
+    args.device = present_device(args.device)
     if args.child:
         child_memory(args)
         return {}
