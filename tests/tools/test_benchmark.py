@@ -335,3 +335,21 @@ def test_device_option_errors():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="--device 'cuda': no CUDA"):
             tool.main(['--arch', 'tiny', '--device', 'cuda'])
+
+
+def test_stages_split_runs_under_amp():
+    """--stages times the model parts under the same autocast as the
+    timed rounds."""
+    import torch
+    from morphmlp_mm import MorphMLP3D
+    tool = load_script('tools/analysis/benchmark.py')
+    model = MorphMLP3D(dict(depths=[1, 1, 1, 1], channels=[8, 16, 56, 98],
+                            chunk_lengths=[4, 8, 28, 49]), num_frames=4)
+    dtypes = []
+    model.blocks1[0].register_forward_hook(
+        lambda mod, args, out: dtypes.append(out.dtype))
+    x = torch.randn(1, 3, 4, 32, 32)
+    parts = tool.time_parts(model, x, time.perf_counter, 'bf16')
+    parts_fp32 = tool.time_parts(model, x, time.perf_counter)
+    assert dtypes == [torch.bfloat16, torch.float32]
+    assert list(parts) == list(parts_fp32) and 'blocks1' in parts

@@ -637,10 +637,11 @@ def model_parts(model: nn.Module) -> List[Tuple[str, nn.Module]]:
 
 
 def time_parts(model: nn.Module, x: torch.Tensor,
-               clock: Callable[[], float]) -> Dict[str, float]:
-    """One inference call of ``model``, its time split by
-    :func:`model_parts` (forward hooks; a ModuleList part sums the calls
-    of its members)."""
+               clock: Callable[[], float],
+               amp: Optional[str] = None) -> Dict[str, float]:
+    """One inference call of ``model`` (under the ``--amp`` autocast), its
+    time split by :func:`model_parts` (forward hooks; a ModuleList part
+    sums the calls of its members)."""
     parts: Dict[str, float] = {}
     starts: Dict[int, float] = {}
     hooks = []
@@ -652,15 +653,17 @@ def time_parts(model: nn.Module, x: torch.Tensor,
             hooks.append(mod.register_forward_hook(
                 lambda m, args, out, name=name: parts.__setitem__(
                     name, parts.get(name, 0.) + clock() - starts[id(m)])))
-    _infer_once(model, x, hooks)
+    _infer_once(model, x, hooks, amp)
     return parts
 
 
-def _infer_once(model: nn.Module, x: torch.Tensor, hooks: List) -> None:
-    """One eval-mode, no-grad call of ``model``; ``hooks`` removed after."""
+def _infer_once(model: nn.Module, x: torch.Tensor, hooks: List,
+                amp: Optional[str] = None) -> None:
+    """One eval-mode, no-grad call of ``model`` (under the ``--amp``
+    autocast); ``hooks`` removed after."""
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), autocast(x.device, amp):
             model(x)
     finally:
         for hook in hooks:
@@ -1088,7 +1091,8 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
                 if spec.train_only:
                     continue
                 b = built[spec.name]
-                split[spec.name].append(time_parts(b.model, b.x, clock))
+                split[spec.name].append(
+                    time_parts(b.model, b.x, clock, args.amp))
                 if spec.name in floors:
                     floor_split[spec.name].append(
                         floors[spec.name].time_parts(clock))
