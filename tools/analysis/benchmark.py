@@ -1449,10 +1449,12 @@ def format_markdown(result: Dict) -> str:
         f"(the machine is shared; times are medians of {meta['repeats']} "
         'interleaved rounds, prefer the ratios; `paired by round`: the '
         'median of the per-round ratios, which a drift of the machine\'s '
-        'speed between rounds does not move). With more runnable '
-        'processes than cores, a multi-threaded run mostly measures '
-        'threads waiting for a descheduled sibling, so shared machines are '
-        'measured with one thread and its CPU time.',
+        'speed between rounds does not move).'
+        + ('' if _on_gpu(meta) else
+           ' With more runnable processes than cores, a multi-threaded run '
+           'mostly measures threads waiting for a descheduled sibling, so '
+           'shared machines are measured with one thread and its CPU '
+           'time.'),
         '',
     ]
     lines += [f'- {line}' for line in ratio_lines(result)]
