@@ -9,8 +9,8 @@ of this project's machines its single-thread sgemm reached 106 GFLOP/s on a
 2048^3 product where oneDNN reached 243, and the products of MorphMLP-S's
 layers at 16 x 224 x 224 ran 1.3x-4.1x faster in oneDNN (forward
 1.5x-4.1x, input gradient 1.4x-3.0x, weight gradient 1.3x-2.3x;
-``docs/benchmark.md``, tenth session). On the Intel Xeons of earlier sessions the two were
-close.
+``docs/benchmark.md``, tenth session). On the Intel Xeons of earlier
+sessions the two were close.
 
 So the library is a setting, resolved once per process:
 

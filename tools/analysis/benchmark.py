@@ -555,15 +555,14 @@ class Floor:
         """Inference floor, split by the parts of :func:`model_parts`."""
         parts: Dict[str, float] = {}
         totals: Dict[str, float] = {}
+        for mod, _, _ in self.calls:
+            mod.eval()
         with torch.no_grad():
             if not self.per_call:
-                for mod, _, _ in self.calls:
-                    mod.eval()
                 return self._spans(
                     lambda mod, shape, _: self._call(
                         mod, self.inputs[shape], 'aten'), clock)
             for mod, shape, _ in self.calls:
-                mod.eval()
                 times = {}
                 for library in self.libraries(mod):
                     start = clock()
