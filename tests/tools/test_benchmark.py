@@ -9,6 +9,10 @@ import time
 import pytest
 from tool_scripts import load_script
 
+#: A one-block-per-stage MorphMLP3D arch for in-process Floor tests.
+TINY_ARCH = dict(depths=[1, 1, 1, 1], channels=[8, 16, 56, 98],
+                 chunk_lengths=[4, 8, 28, 49])
+
 TINY = ['--arch', 'tiny', '--frames', '4', '--size', '64', '--modes', 'infer',
         'train', '--repeats', '1', '--threads', '1', '--quick', '--no-flops']
 
@@ -196,8 +200,7 @@ def test_floor_takes_the_faster_library_per_layer(mode, monkeypatch):
     from morphmlp_mm.models import gemm
     from morphmlp_mm.models.plain import build_plain
     tool = load_script('tools/analysis/benchmark.py')
-    model = MorphMLP3D(dict(depths=[1, 1, 1, 1], channels=[8, 16, 56, 98],
-                            chunk_lengths=[4, 8, 28, 49]), num_frames=4)
+    model = MorphMLP3D(TINY_ARCH, num_frames=4)
     plain = build_plain(model)
     floor = tool.Floor(plain, torch.randn(1, 3, 4, 32, 32))
     linears = {id(m) for m in plain.modules() if isinstance(m, nn.Linear)}
@@ -274,8 +277,7 @@ def test_floor_under_amp_uses_the_models_dtype():
     from morphmlp_mm import MorphMLP3D
     from morphmlp_mm.models.plain import build_plain
     tool = load_script('tools/analysis/benchmark.py')
-    model = MorphMLP3D(dict(depths=[1, 1, 1, 1], channels=[8, 16, 56, 98],
-                            chunk_lengths=[4, 8, 28, 49]), num_frames=4)
+    model = MorphMLP3D(TINY_ARCH, num_frames=4)
     floor = tool.Floor(build_plain(model), torch.randn(1, 3, 4, 32, 32),
                        amp='bf16')
     linear = next(mod for mod, _, _ in floor.calls
@@ -297,9 +299,7 @@ def test_floor_off_the_cpu_is_timed_in_spans(mode):
     from morphmlp_mm import MorphMLP3D
     from morphmlp_mm.models.plain import build_plain
     tool = load_script('tools/analysis/benchmark.py')
-    plain = build_plain(MorphMLP3D(
-        dict(depths=[1, 1, 1, 1], channels=[8, 16, 56, 98],
-             chunk_lengths=[4, 8, 28, 49]), num_frames=4)).to('meta')
+    plain = build_plain(MorphMLP3D(TINY_ARCH, num_frames=4)).to('meta')
     floor = tool.Floor(plain, torch.empty(1, 3, 4, 32, 32, device='meta'))
     assert not floor.per_call
     reads = []
@@ -343,8 +343,7 @@ def test_stages_split_runs_under_amp():
     import torch
     from morphmlp_mm import MorphMLP3D
     tool = load_script('tools/analysis/benchmark.py')
-    model = MorphMLP3D(dict(depths=[1, 1, 1, 1], channels=[8, 16, 56, 98],
-                            chunk_lengths=[4, 8, 28, 49]), num_frames=4)
+    model = MorphMLP3D(TINY_ARCH, num_frames=4)
     dtypes = []
     model.blocks1[0].register_forward_hook(
         lambda mod, args, out: dtypes.append(out.dtype))
