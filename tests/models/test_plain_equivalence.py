@@ -10,6 +10,7 @@ this machine's CPU would pick.
 import pytest
 import torch
 import torch.nn as nn
+from device_check import OneDevicePerOp
 
 from morphmlp_mm import MorphMLP, MorphMLP3D
 from morphmlp_mm.models import (MorphFCSpatial, MorphFCTemporal, chunk_mix,
@@ -316,10 +317,11 @@ def test_no_streaming_off_the_cpu(monkeypatch):
         assert not block._can_stream(x.to('meta'))
     monkeypatch.setattr(MorphBlock, 'forward_streamed', refuse)
     model = MorphMLP3D(ARCH, num_frames=4).to('meta').eval()
-    with torch.no_grad():
+    with torch.no_grad(), OneDevicePerOp() as check:
         assert block.to('meta')(x.to('meta')).shape == x.shape
         outs = model(torch.empty(2, 3, 4, 64, 64, device='meta'))
     assert outs[-1].device.type == 'meta'
+    assert check.devices == {torch.device('meta')}
     with torch.no_grad(), pytest.raises(AssertionError, match='off the CPU'):
         MorphBlock(8, (1, 4), 3., frames=2).eval()(x)
 
@@ -329,7 +331,8 @@ def test_training_paths_off_the_cpu(with_cp, monkeypatch):
     """A training step on another device than the CPU (``meta``: shapes
     and devices without a GPU) takes MorphFC_s's hand-written backward
     where it applies and no CPU-only path: a tensor made on the CPU inside
-    would fail here as it would on a GPU."""
+    that meets the device's tensors fails here (:class:`OneDevicePerOp`),
+    forward or backward, as it would on a GPU."""
     calls = []
     backward = morph_fc._SpatialMixFunction.backward
 
@@ -341,8 +344,12 @@ def test_training_paths_off_the_cpu(with_cp, monkeypatch):
                         staticmethod(spy))
     model = MorphMLP3D(ARCH, num_frames=4, drop_path_rate=0.1,
                        with_cp=with_cp).to('meta').train()
-    outs = model(torch.empty(2, 3, 4, 64, 64, device='meta'))
-    sum(o.mean() for o in outs).backward()
+    with OneDevicePerOp() as check:
+        outs = model(torch.empty(2, 3, 4, 64, 64, device='meta'))
+        forward_ops = check.ops
+        sum(o.mean() for o in outs).backward()
+    assert check.ops > 2 * forward_ops  # the backward ran under the check
+    assert check.devices == {torch.device('meta')}
     # stages 1-2 (more tokens than channels), in backward order
     assert calls == [(2, 2, 8, 8, 16), (2, 2, 16, 16, 8)]
     for name, p in model.named_parameters():

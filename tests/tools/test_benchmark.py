@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+from device_check import OneDevicePerOp
 from tool_scripts import load_script
 
 #: A one-block-per-stage MorphMLP3D arch for in-process Floor tests.
@@ -352,3 +353,100 @@ def test_stages_split_runs_under_amp():
     parts_fp32 = tool.time_parts(model, x, time.perf_counter)
     assert dtypes == [torch.bfloat16, torch.float32]
     assert list(parts) == list(parts_fp32) and 'blocks1' in parts
+
+
+def test_whole_run_with_device_cuda_on_meta(tmp_path, monkeypatch):
+    """``--device cuda`` end to end without a GPU: the device is replaced by
+    ``meta`` (shapes, no data) after the option checks. Our model, its
+    plain twin and its ``with_cp`` twin, the floor's layers and the dense
+    product all run there, and :class:`OneDevicePerOp` fails any op that
+    takes tensors on two devices, as a GPU would (``meta`` alone lets some
+    through, a product with a CPU operand for one); and every read of the
+    clock first synchronises the device."""
+    import torch
+    tool = load_script('tools/analysis/benchmark.py')
+    syncs = []
+    monkeypatch.setattr(torch.cuda, 'synchronize',
+                        lambda device=None: syncs.append(device))
+    monkeypatch.setattr(tool, 'present_device',
+                        lambda device: torch.device('meta'))
+    monkeypatch.setattr(tool, 'device_name', lambda device: 'stand-in GPU')
+    out = tmp_path / 'b.json'
+    with OneDevicePerOp() as check:
+        tool.main(['--arch', 'tiny', '--frames', '4', '--size', '64',
+                   '--device', 'cuda', '--modes', 'infer', 'train',
+                   '--repeats', '1', '--quick', '--no-flops', '--with-cp',
+                   '--batch', '2', '--json', str(out), '--md',
+                   str(tmp_path / 'b.md')])
+    # models are built and the clip drawn on the CPU, then moved
+    assert torch.device('meta') in check.devices
+    result = json.loads(out.read_text())
+    meta = result['meta']
+    assert (meta['clock'], meta['device'], meta['batch']) == ('cuda', 'meta',
+                                                              2)
+    assert meta['dense_n'] == 8192 and meta['device_name'] == 'stand-in GPU'
+    assert syncs and set(syncs) == {torch.device('meta')}
+    ours = result['models']['MorphMLP3D-tiny-4f']
+    for key in ('infer_s', 'infer_floor_s', 'train_s', 'train_floor_s'):
+        assert ours[key] > 0, key
+    assert 'MorphMLP3D-tiny-4f' in result['ratios']['with_cp']
+
+
+def test_child_memory_on_a_gpu_reads_the_caching_allocator(monkeypatch,
+                                                          capsys):
+    """The memory child on a GPU: one warm-up step, then the allocator's
+    peak over the measured step, reset in between; the step's memory is
+    the peak less what was allocated before it (weights, gradients, AdamW
+    state)."""
+    import torch
+    tool = load_script('tools/analysis/benchmark.py')
+    events = []
+
+    class StubBuilt:
+        def __init__(self, spec, owners, device, amp):
+            events.append(('build', spec.name, str(device), amp))
+
+        def run(self, mode):
+            events.append(('run', mode))
+
+    fake = {'allocated': 100 * 2**20, 'peak': 350 * 2**20}
+    monkeypatch.setattr(tool, 'Built', StubBuilt)
+    monkeypatch.setattr(torch.cuda, 'synchronize',
+                        lambda device=None: events.append(('sync', )))
+    monkeypatch.setattr(torch.cuda, 'memory_allocated',
+                        lambda device=None: fake['allocated'])
+    monkeypatch.setattr(torch.cuda, 'reset_peak_memory_stats',
+                        lambda device=None: events.append(('reset', )))
+    monkeypatch.setattr(torch.cuda, 'max_memory_allocated',
+                        lambda device=None: fake['peak'])
+    args = tool.build_parser().parse_args(
+        ['--arch', 'tiny', '--frames', '4', '--size', '64', '--amp', 'bf16'])
+    args.device = torch.device('cuda', 0)
+    args.child = ['MorphMLP3D-tiny-4f', 'train']
+    tool.child_memory(args)
+    assert events == [('build', 'MorphMLP3D-tiny-4f', 'cuda:0', 'bf16'),
+                      ('run', 'train'), ('sync', ), ('reset', ),
+                      ('run', 'train'), ('sync', )]
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(tool.CHILD_MARK)
+    got = json.loads(line[len(tool.CHILD_MARK):])
+    assert (got['peak_mb'], got['step_mb']) == (350, 250)
+    assert got['method'] == 'torch.cuda.max_memory_allocated'
+
+
+def test_present_device_resolves_the_gpu_index(monkeypatch):
+    """``cuda`` takes the current device's index; an index past the
+    machine's GPUs is refused with the indices there are."""
+    import torch
+    tool = load_script('tools/analysis/benchmark.py')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
+    monkeypatch.setattr(torch.cuda, 'current_device', lambda: 1)
+    assert tool.present_device(torch.device('cuda')) == torch.device(
+        'cuda', 1)
+    assert tool.present_device(torch.device('cuda:0')) == torch.device(
+        'cuda', 0)
+    with pytest.raises(ValueError, match=r"--device 'cuda:2': this machine "
+                       r'has 2 CUDA device\(s\), indices 0-1'):
+        tool.present_device(torch.device('cuda:2'))
+    assert tool.present_device(torch.device('cpu')) == torch.device('cpu')

@@ -1,0 +1,41 @@
+"""A dispatch mode for tests that run on the ``meta`` device as a stand-in
+for a GPU: ``meta`` runs every op's shape logic, but lets some ops take a
+CPU tensor alongside meta ones (a matrix product with a CPU operand, for
+one), where a GPU would raise."""
+from typing import Set
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+#: Ops that move data between devices by design.
+_TRANSFERS = (torch.ops.aten.copy_.default, torch.ops.aten._to_copy.default)
+
+
+class OneDevicePerOp(TorchDispatchMode):
+    """Fails every aten op whose tensor arguments lie on more than one
+    device, as a GPU would. 0-dim CPU tensors are allowed anywhere (PyTorch
+    takes them as scalars), and so are copies between devices.
+
+    ``ops`` counts the ops checked, so that a test can see that the mode
+    was active where it expected (for instance in the backward pass).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = 0
+        self.devices: Set[torch.device] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func not in _TRANSFERS:
+            devices = {
+                t.device for t in tree_leaves((args, kwargs))
+                if isinstance(t, torch.Tensor)
+                and not (t.device.type == 'cpu' and t.dim() == 0)}
+            if len(devices) > 1:
+                names = sorted(map(str, devices))
+                raise AssertionError(f'{func} takes tensors on {names}')
+            self.ops += 1
+            self.devices |= devices
+        return func(*args, **kwargs)
