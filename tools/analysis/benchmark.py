@@ -603,12 +603,15 @@ class Floor:
         for mod, _, _ in self.calls:
             mod.train()
         if not self.per_call:
+            # keyed like the calls: a layer called twice at one shape can
+            # need its input's gradient in one call and not in the other
             prepared = {
-                (id(mod), shape): self._grad_input(mod, shape, needs_grad)
+                (id(mod), shape, needs_grad): self._grad_input(
+                    mod, shape, needs_grad)
                 for mod, shape, needs_grad in self.calls}
 
-            def step(mod, shape, _):
-                inp, grad = prepared[(id(mod), shape)]
+            def step(mod, shape, needs_grad):
+                inp, grad = prepared[(id(mod), shape, needs_grad)]
                 self._train_call(mod, inp, grad, 'aten')
                 self._drop_grads(mod, inp)
 
