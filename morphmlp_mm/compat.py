@@ -22,6 +22,13 @@ What is patched and why (see README "Installation" for the version matrix):
   the loader we register instead: weights-only with an explicit allow-list of
   the metadata types mmengine writes, never a blanket ``weights_only=False``.
 
+* transformers >= 4.56 no longer re-exports ``apply_chunking_to_forward`` and
+  the pruning helpers from ``transformers.modeling_utils``, which mmaction2
+  1.2.0's VindLU imports whenever transformers is installed, so
+  ``import mmaction.models`` fails (seen with transformers 5.17 on a GPU
+  image). :func:`skip_incompatible_mmaction_multimodal` turns mmaction2's
+  multi-modal models off instead; they stay registered as placeholders.
+
 * decord 0.6.0 wheels bundle their own old FFmpeg, libvpx and zlib and load
   them into the process: imported before PyAV, PyAV's VP8/VP9 encoders fail
   (``avcodec_open2("libvpx-vp9") returned 22``); imported before OpenCV,
@@ -145,6 +152,48 @@ def import_av_and_cv2_before_decord() -> bool:
     return done
 
 
+def skip_incompatible_mmaction_multimodal() -> bool:
+    """Keep ``import mmaction.models`` working next to a new transformers.
+
+    mmaction2 1.2.0 imports its VindLU models (``mmaction.models.multimodal``)
+    whenever ``transformers>=4.28`` is installed, and they import
+    ``apply_chunking_to_forward`` from ``transformers.modeling_utils``, which
+    transformers >= 4.56 no longer provides. Read without importing
+    transformers: when its ``modeling_utils.py`` lacks the name, mmaction2's
+    ``WITH_MULTIMODAL`` flag is cleared (VindLU becomes mmaction2's own
+    placeholder, which raises when built) and a warning says why. Returns
+    True if the flag was cleared.
+    """
+    if 'mmaction.models' in sys.modules or _module_missing('mmaction'):
+        return False
+    try:
+        spec = importlib.util.find_spec('transformers')
+    except (ImportError, ValueError):
+        return False
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    path = os.path.join(list(spec.submodule_search_locations)[0],
+                        'modeling_utils.py')
+    try:
+        with open(path, encoding='utf-8', errors='replace') as f:
+            if 'apply_chunking_to_forward' in f.read():
+                return False
+    except OSError:
+        return False
+    dependency = importlib.import_module('mmaction.utils.dependency')
+    if not getattr(dependency, 'WITH_MULTIMODAL', False):
+        return False
+    dependency.WITH_MULTIMODAL = False
+    import warnings
+    warnings.warn(
+        'morphmlp_mm: the installed transformers has no '
+        'transformers.modeling_utils.apply_chunking_to_forward, which '
+        "mmaction2 1.2.0's multi-modal models (VindLU) import; they are "
+        'turned off so that mmaction.models imports. Install '
+        '"transformers<4.56" to use them.', stacklevel=2)
+    return True
+
+
 def make_local_writes_atomic() -> bool:
     """Not an upstream bug: atomic checkpoint writes (see utils.atomic_io)."""
     if importlib.util.find_spec('mmengine') is None:
@@ -159,6 +208,8 @@ def apply_all() -> dict:
         _APPLIED['codec_import_order'] = import_av_and_cv2_before_decord()
         _APPLIED['mmcv_ext'] = shim_mmcv_ext()
         _APPLIED['mmaction_drn'] = shim_mmaction_drn()
+        _APPLIED['mmaction_multimodal'] = \
+            skip_incompatible_mmaction_multimodal()
         _APPLIED['checkpoint_loading'] = patch_checkpoint_loading()
         _APPLIED['atomic_local_writes'] = make_local_writes_atomic()
     return dict(_APPLIED)

@@ -215,6 +215,50 @@ def test_compat_applied_only_where_needed():
     assert morphmlp_mm.compat.apply_all() == applied
 
 
+@pytest.mark.parametrize('has_helper', [False, True])
+def test_mmaction_imports_next_to_new_transformers(tmp_path, has_helper):
+    """A transformers without ``modeling_utils.apply_chunking_to_forward``
+    (>= 4.56): mmaction2's VindLU is turned off and ``mmaction.models``
+    imports; with the helper (an older transformers) nothing is touched and
+    mmaction2 imports VindLU from it."""
+    pkg = tmp_path / 'transformers'
+    pkg.mkdir()
+    (pkg / '__init__.py').write_text('')
+    (pkg / 'modeling_utils.py').write_text(
+        'def apply_chunking_to_forward(*args):\n    pass\n'
+        if has_helper else 'PreTrainedModel = object\n')
+    info = tmp_path / 'transformers-5.0.0.dist-info'
+    info.mkdir()
+    (info / 'METADATA').write_text(
+        'Metadata-Version: 2.1\nName: transformers\nVersion: 5.0.0\n')
+    script = textwrap.dedent("""
+        import warnings
+        warnings.simplefilter('always')
+        with warnings.catch_warnings(record=True) as caught:
+            import morphmlp_mm
+        print(morphmlp_mm.compat.apply_all()['mmaction_multimodal'])
+        print(any('transformers<4.56' in str(w.message) for w in caught))
+        try:
+            import mmaction.models
+            print('imported')
+        except ImportError as err:
+            print('ImportError', err)
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(tmp_path), os.environ.get('PYTHONPATH', '')]))
+    out = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                         text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.split('\n')
+    if has_helper:
+        # untouched: mmaction2 goes on to import VindLU, whose other names
+        # this stand-in lacks
+        assert lines[:2] == ['False', 'False']
+        assert lines[2].startswith('ImportError'), out.stdout
+    else:
+        assert lines[:3] == ['True', 'True', 'imported'], out.stdout
+
+
 def test_mmcv_ext_stub_raises_clearly():
     if not morphmlp_mm.compat.apply_all()['mmcv_ext']:
         pytest.skip('full mmcv installed')
