@@ -738,7 +738,15 @@ def op_category(func) -> str:
     (residual sums, scaling, reductions, gradient accumulation, fills).
     ``optimizer`` is booked by the caller, not by op name.
     """
-    name = func._overloadpacket.__name__
+    return category_of(func._overloadpacket.__name__, func.is_view)
+
+
+def category_of(name: str, is_view: bool = False) -> str:
+    """:func:`op_category` by the op's name (``'addmm'``, no ``aten::``).
+
+    ``is_view``: the op is a view (views launch no kernels, so a profiler's
+    kernel attribution, which knows only names, can leave it False).
+    """
     if name in _GEMM_OPS or 'conv' in name:
         return 'gemm/conv'
     if 'norm' in name:
@@ -747,7 +755,7 @@ def op_category(func) -> str:
         return 'activation'
     if name in _COPY_OPS:
         return 'copy'
-    if func.is_view or name.startswith(('empty', 'new_empty', 'detach',
+    if is_view or name.startswith(('empty', 'new_empty', 'detach',
                                         'lift', 'alias')):
         return 'view/alloc'
     return 'elementwise'
@@ -811,6 +819,74 @@ def op_breakdown(built: Built, mode: str,
     built.release()
     totals = {c: timer.totals.get(c, 0.) for c in OP_CATEGORIES}
     totals['sum'] = sum(totals.values())
+    totals['call'] = call
+    return totals
+
+
+def kernel_totals(events: Sequence) -> Dict[str, float]:
+    """GPU kernel time of profiled ops by category (:func:`category_of`).
+
+    ``events`` are ``torch.profiler`` CPU events (``prof.events()``): each
+    kernel is booked under the innermost ``aten::`` op that launched it,
+    or under ``optimizer`` when an enclosing event is named so (the AdamW
+    step is wrapped in ``record_function('optimizer')``). Kernels outside
+    any ``aten::`` op count as ``elementwise``.
+
+    Returns:
+        dict: seconds per category, plus ``launches`` (the number of
+        kernels).
+    """
+    totals = {c: 0. for c in OP_CATEGORIES}
+    launches = 0
+    for event in events:
+        kernels = getattr(event, 'kernels', None)
+        if not kernels:
+            continue
+        category, node = None, event
+        while node is not None:
+            if node.name == 'optimizer':
+                category = 'optimizer'
+                break
+            if category is None and node.name.startswith('aten::'):
+                category = category_of(node.name[len('aten::'):])
+            node = node.cpu_parent
+        category = category or 'elementwise'
+        totals[category] += sum(k.duration for k in kernels) / 1e6
+        launches += len(kernels)
+    totals['launches'] = launches
+    return totals
+
+
+class _ProfilerBooking:
+    """The ``timer`` of :meth:`Built.run` under ``torch.profiler``: wraps
+    a booked block (the AdamW step) in a ``record_function`` of its
+    category, which :func:`kernel_totals` reads back."""
+
+    @staticmethod
+    def booking(category: str):
+        return torch.profiler.record_function(category)
+
+
+def kernel_breakdown(built: Built, mode: str,
+                     clock: Callable[[], float]) -> Dict[str, float]:
+    """``--ops`` on a GPU: one inference call or training step (after an
+    untimed step) under ``torch.profiler``: GPU kernel seconds per
+    category (:func:`kernel_totals`), their ``sum`` (the time the GPU was
+    busy), the traced ``call`` (wall clock, synchronised) and
+    ``launches``. A
+    ``sum`` well under ``call`` means the CPU's dispatch, not the GPU,
+    sets the pace."""
+    from torch.profiler import ProfilerActivity, profile
+    if mode == 'train':
+        built.run(mode)
+    with profile(activities=[ProfilerActivity.CPU,
+                             ProfilerActivity.CUDA]) as prof:
+        start = clock()
+        built.run(mode, clock, _ProfilerBooking())
+        call = clock() - start
+    built.release()
+    totals = kernel_totals(prof.events())
+    totals['sum'] = sum(totals[c] for c in OP_CATEGORIES)
     totals['call'] = call
     return totals
 
@@ -1112,18 +1188,23 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
                     print(f'  {spec.name} floor: ' +
                           _fmt_parts(res['infer_parts_floor_ms']))
     if args.ops:
-        print('\n[ops] time by op category, one traced call (step) per round '
-              '(ms)')
+        on_gpu = args.device.type == 'cuda'
+        breakdown = kernel_breakdown if on_gpu else op_breakdown
+        print('\n[ops] ' + ('GPU kernel time' if on_gpu else 'time') +
+              ' by op category, one traced call (step) per round (ms)')
         for mode in args.modes:
             runs: Dict[str, List[Dict[str, float]]] = {}
             for _ in range(args.repeats):
                 for spec in specs:
                     if mode == 'train' or not spec.train_only:
                         runs.setdefault(spec.name, []).append(
-                            op_breakdown(built[spec.name], mode, clock))
+                            breakdown(built[spec.name], mode, clock))
             for name, ops in runs.items():
-                built[name].spec.results[f'{mode}_ops_ms'] = \
-                    _median_parts(ops)
+                launches = [r.pop('launches') for r in ops if 'launches' in r]
+                res = _median_parts(ops)
+                if launches:
+                    res['launches'] = median(launches)
+                built[name].spec.results[f'{mode}_ops_ms'] = res
                 print(f'  {mode} {name}: ' + _fmt_parts(
                     built[name].spec.results[f'{mode}_ops_ms']))
     dense_s = median(dense)
@@ -1337,7 +1418,7 @@ def ops_rows(result: Dict) -> Tuple[List[str], List[List[str]]]:
     sum, the traced and the untraced (timed rounds) call, the floor's
     layers alone, and the in-situ GEMM time over those layers."""
     header = ['model', 'mode', *OP_CATEGORIES, 'sum', 'traced',
-              'untraced', 'floor layers', 'gemm x floor']
+              'untraced', 'floor layers', 'gemm x floor', 'launches']
     rows = []
     for mode in MODES:
         for name, res in result['models'].items():
@@ -1353,7 +1434,8 @@ def ops_rows(result: Dict) -> Tuple[List[str], List[List[str]]]:
                 _fmt(ops['sum'], 0), _fmt(ops['call'], 0),
                 _fmt(None if untraced is None else 1e3 * untraced, 0),
                 _fmt(layers, 0),
-                _fmt(ops['gemm/conv'] / layers if layers else None, 2)])
+                _fmt(ops['gemm/conv'] / layers if layers else None, 2),
+                _fmt(ops.get('launches'), 0)])
     return header, rows
 
 
@@ -1498,9 +1580,16 @@ def format_markdown(result: Dict) -> str:
             '',
             '## Time by op category (`--ops`)',
             '',
-            'One call (training: one step, after an untimed one) per round '
-            'under a dispatch mode that times every aten op with the run\'s '
-            'clock, forward and backward; medians in ms. `gemm/conv`: '
+            ('One call (training: one step, after an untimed one) per '
+             'round under torch.profiler; each category is the GPU time of '
+             'the kernels its aten ops launched, `sum` the time the GPU was '
+             'busy (a `sum` well under `traced` means the CPU\'s dispatch '
+             'sets the pace), `launches` the kernels per call; medians in '
+             'ms. ' if _on_gpu(result['meta']) else
+             'One call (training: one step, after an untimed one) per round '
+             'under a dispatch mode that times every aten op with the run\'s '
+             'clock, forward and backward; medians in ms. ') +
+            '`gemm/conv`: '
             'matrix products and convolutions; `norm`: LayerNorm / '
             'BatchNorm; `activation`: GELU, softmax; `copy`: permutation '
             'copies, padding, concatenation; `elementwise`: residual sums, '
@@ -1631,7 +1720,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='after the timed rounds, time one call (step) '
                         'per round op by op and split it by category: '
                         'GEMM/conv, norm, activation, layout copies, other '
-                        'elementwise, optimizer (eager models only)')
+                        'elementwise, optimizer (eager models only); with '
+                        '--device cuda: the GPU kernel time of each '
+                        'category (torch.profiler) and the kernel launches')
     parser.add_argument('--quick', action='store_true',
                         help='tiny inputs, for a smoke run')
     parser.add_argument('--reference', nargs=2, action='append',
@@ -1747,10 +1838,6 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             raise ValueError('--clock cpu counts this process\'s CPU time, '
                              'not the GPU\'s: use --clock wall or auto with '
                              '--device cuda')
-        if args.ops:
-            raise ValueError('--ops times each op as the CPU dispatches '
-                             'it; GPU kernels run asynchronously, so it '
-                             'cannot be combined with --device cuda')
         args.clock = 'cuda'
     elif args.clock == 'auto':
         args.clock = 'cpu' if args.threads == 1 else 'wall'
