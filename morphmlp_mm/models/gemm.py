@@ -68,6 +68,22 @@ def autocast_on(device_type: str) -> bool:
         return False
 
 
+def autocast_input(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in autocast's dtype, contiguous, when autocast is on for its
+    device and ``x`` is float32 (the permuted inputs of MorphFC's products);
+    else ``x`` itself.
+
+    Autocast would cast the input of every product itself; casting a
+    permuted view once, in the same pass that lays it out, replaces a
+    float32 permutation copy plus a cast per product with one copy of half
+    the bytes, and gives the products the very operands autocast would.
+    """
+    if x.dtype != torch.float32 or not autocast_on(x.device.type):
+        return x
+    return x.to(torch.get_autocast_dtype(x.device.type),
+                memory_format=torch.contiguous_format)
+
+
 def _cpuinfo(key: str) -> str:
     try:
         with open('/proc/cpuinfo') as f:

@@ -83,8 +83,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch.autograd.function import once_differentiable
 
-from .gemm import (_HAS_ONEDNN_LINEAR, autocast_on, bmm, bmm_tn,
-                   graph_capture, linear, mm, mm_tn, onednn_eligible)
+from .gemm import (_HAS_ONEDNN_LINEAR, autocast_input, autocast_on, bmm,
+                   bmm_tn, graph_capture, linear, mm, mm_tn, onednn_eligible)
 
 #: Stage resolutions of the 224 x 224 reference input (stride 4, 8, 16, 32).
 REFERENCE_STAGE_SIZES = (56, 28, 14, 7)
@@ -464,6 +464,9 @@ class MorphFCSpatial(BaseModule):
         """
         if weights is None:
             weights = self.branch_weights(frame_mean(x))
+        # under autocast: every branch product reads x in autocast's dtype,
+        # so cast it once (the pooling above read it in float32)
+        x = autocast_input(x)
         params = self._mix_params()
         if not torch.is_grad_enabled() or not (
                 x.requires_grad or weights.requires_grad
@@ -527,6 +530,10 @@ class MorphFCSpatial(BaseModule):
             u = _to_windows(x, self.window, transpose)
             y = fused_linear(u, branch.weight, branch.bias)
             acc, view, a = self._in_map(z, y, weights[:, k], transpose)
+            if autocast_on(x.device.type):
+                # keep the sum in the products' dtype (the input of proj,
+                # which autocast would cast to it anyway)
+                a = a.to(acc.dtype)
             if inplace:
                 acc.addcmul_(view, a)
             else:
@@ -750,8 +757,9 @@ class MorphFCTemporal(BaseModule):
         B, T, H, W, C = x.shape
         G, S = self.groups, C // self.groups
         t = x.reshape(B, T, H, W, G, S).permute(0, 2, 3, 4, 1, 5)
-        t = fused_linear(t.reshape(B, H, W, G, T * S), self.mlp_t.weight,
-                         self.mlp_t.bias)
+        # under autocast the permutation copy is also the cast
+        t = fused_linear(autocast_input(t).reshape(B, H, W, G, T * S),
+                         self.mlp_t.weight, self.mlp_t.bias)
         t = t.reshape(B, H, W, G, T, S).permute(0, 4, 1, 2, 3, 5)
         return t.reshape(B, T, H, W, C)
 

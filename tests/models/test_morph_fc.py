@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from morphmlp_mm.models import (MorphFCSpatial, MorphFCTemporal, chunk_mix,
                                 default_chunk_window, temporal_groups)
@@ -171,3 +172,46 @@ def test_frame_mean_equals_mean_with_a_view_gradient():
     (gx, ) = torch.autograd.grad(y, x, g)
     assert gx.stride(1) == 0
     assert torch.allclose(gx, (g / 5).unsqueeze(1).expand_as(x))
+
+
+class _CopiedBytes(TorchDispatchMode):
+    """Bytes written by copy ops (casts, permutation copies)."""
+
+    def __init__(self):
+        super().__init__()
+        self.bytes = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.overloadpacket.__name__ in ('_to_copy', 'clone', 'copy_'):
+            self.bytes += out.numel() * out.element_size()
+        return out
+
+
+@pytest.mark.parametrize('grad', [False, True])
+@pytest.mark.parametrize('module,copies', [
+    (lambda: MorphFCSpatial(112, (1, 14), 3), 3),   # cast + 2 branch windows
+    (lambda: MorphFCTemporal(112, 4), 2)],          # cast-permute + back
+    ids=['spatial', 'temporal'])
+def test_autocast_casts_float32_input_once(module, copies, grad):
+    """Under autocast a float32 input (CUDA's LayerNorm gives one) is cast
+    once, in the pass that lays it out: copies total ``copies`` x the input
+    in bf16 (plus the weights' casts), where casting before each product
+    wrote float32 permutations and a cast per product (about twice that);
+    the result stays within bf16 rounding of float32."""
+    torch.manual_seed(0)
+    mod = module()
+    x = torch.randn(2, 4, 28, 28, 112, requires_grad=grad)
+    with torch.set_grad_enabled(grad):
+        ref = mod(x)
+        counter = _CopiedBytes()
+        with counter, torch.autocast('cpu', dtype=torch.bfloat16):
+            out = mod(x)
+    assert out.dtype == torch.bfloat16
+    weights = sum(p.numel() * 2 for p in mod.parameters())
+    assert counter.bytes <= copies * x.numel() * 2 + 2 * weights + 2**16
+    err = ((out.float() - ref).norm() / ref.norm()).item()
+    assert err < 1e-2, err
+    if grad:
+        out.float().sum().backward()
+        assert x.grad.dtype == torch.float32 and torch.isfinite(x.grad).all()
