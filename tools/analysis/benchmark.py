@@ -56,7 +56,9 @@ does not move.
 By default everything runs on the CPU in fp32 at batch 1. ``--device
 cuda`` runs the models, the floor's layers and the dense product on a GPU
 (the clock then waits for the queued kernels, the floor is timed as one
-span per backbone part, ``--memory`` reads the CUDA allocator's peak);
+span per backbone part, ``--memory`` reads the CUDA allocator's peak,
+``--ops`` profiles the GPU kernel time of each op category and counts the
+kernel launches);
 ``--amp bf16`` (or ``fp16``) runs the models' forwards and the floor's
 layers under autocast; ``--batch N`` times calls of N clips (throughput
 and time per video stay per clip, MACs per view).
@@ -755,8 +757,8 @@ def category_of(name: str, is_view: bool = False) -> str:
         return 'activation'
     if name in _COPY_OPS:
         return 'copy'
-    if is_view or name.startswith(('empty', 'new_empty', 'detach',
-                                        'lift', 'alias')):
+    if is_view or name.startswith(('empty', 'new_empty', 'detach', 'lift',
+                                   'alias')):
         return 'view/alloc'
     return 'elementwise'
 
@@ -873,9 +875,8 @@ def kernel_breakdown(built: Built, mode: str,
     untimed step) under ``torch.profiler``: GPU kernel seconds per
     category (:func:`kernel_totals`), their ``sum`` (the time the GPU was
     busy), the traced ``call`` (wall clock, synchronised) and
-    ``launches``. A
-    ``sum`` well under ``call`` means the CPU's dispatch, not the GPU,
-    sets the pace."""
+    ``launches``. A ``sum`` well under ``call`` means the CPU's dispatch,
+    not the GPU, sets the pace."""
     from torch.profiler import ProfilerActivity, profile
     if mode == 'train':
         built.run(mode)
