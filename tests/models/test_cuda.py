@@ -11,15 +11,13 @@ import statistics
 import pytest
 import torch
 import torch.nn as nn
+from tiny_morph import ARCH, as_tuple, randomize, scaled_err
 
 from morphmlp_mm import MorphMLP, MorphMLP3D
 from morphmlp_mm.models.plain import build_plain
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason='needs a CUDA GPU')
-
-ARCH = dict(depths=[1, 1, 2, 1], channels=[8, 16, 56, 98],
-            chunk_lengths=[4, 8, 28, 49])
 
 
 @pytest.fixture(autouse=True)
@@ -34,18 +32,6 @@ def no_tf32():
      torch.backends.cudnn.allow_tf32) = saved
 
 
-def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial weights (the official init zeroes mlp_t)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)
-            scale = 1 + 0.2 * noise if (
-                'norm' in name and name.endswith('weight')) else 0.2 * noise
-            p.copy_(scale)
-    return model
-
-
 def video_model(**kwargs) -> nn.Module:
     return randomize(MorphMLP3D(ARCH, num_frames=8, norm_eval=True,
                                 **kwargs))
@@ -54,10 +40,6 @@ def video_model(**kwargs) -> nn.Module:
 def image_model(**kwargs) -> nn.Module:
     return randomize(MorphMLP(ARCH, out_indices=(0, 1, 2, 3),
                               out_type='featmap', norm_eval=True, **kwargs))
-
-
-def as_tuple(out):
-    return out if isinstance(out, tuple) else (out, )
 
 
 def run(model: nn.Module, x: torch.Tensor, amp: bool = False):
@@ -86,13 +68,6 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm().clamp_min(1e-12)).item()
 
 
-def scaled_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Max error over the tensor's own scale (at least 1), as
-    ``tests/models/test_plain_equivalence.py`` compares gradients: a
-    parameter gradient sums over every token."""
-    return ((a - b).abs().max() / max(1., b.abs().max().item())).item()
-
-
 def errors(got, ref, measure=scaled_err):
     """``{name: error}`` of every output and gradient of ``got``."""
     outs_a, gx_a, gp_a = got
@@ -109,7 +84,8 @@ def errors(got, ref, measure=scaled_err):
 
 
 def assert_same(got, ref, tol: float) -> None:
-    """Every output and gradient within ``tol`` (:func:`scaled_err`)."""
+    """Every output and gradient within ``tol`` (``scaled_err``, as
+    ``test_plain_equivalence.py`` compares)."""
     bad = {k: v for k, v in errors(got, ref).items() if not v <= tol}
     assert not bad, f'over {tol}: {bad}'
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 from device_check import OneDevicePerOp
+from tiny_morph import ARCH, as_tuple, randomize, scaled_err
 
 from morphmlp_mm import MorphMLP, MorphMLP3D
 from morphmlp_mm.models import (MorphFCSpatial, MorphFCTemporal, chunk_mix,
@@ -21,11 +22,6 @@ from morphmlp_mm.models.plain import (PlainMorphFCSpatial,
                                       PlainMorphFCTemporal, build_plain,
                                       plain_window_mix)
 
-# Official chunk lengths scaled down: windows (1, 4), (1, 8), (2, 14), (7, 7)
-# at the 224 reference, i.e. a row window, a transposed-row window, a
-# two-row window and the 2-branch 7x7 stage; S = C / L = 2 everywhere.
-ARCH = dict(depths=[1, 1, 2, 1], channels=[8, 16, 56, 98],
-            chunk_lengths=[4, 8, 28, 49])
 ATOL = RTOL = 1e-5
 
 
@@ -34,28 +30,6 @@ def gemm_library(request):
     """Every test once per library of our training products."""
     with gemm.use_gemm_backend(request.param):
         yield request.param
-
-
-def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial weights everywhere (the official init zeroes mlp_t)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)
-            if 'norm' in name and name.endswith('weight'):
-                p.copy_(1 + 0.2 * noise)
-            else:
-                p.copy_(0.2 * noise)
-        for name, b in module.named_buffers():
-            if name.endswith('running_var'):
-                b.copy_(0.5 + torch.rand(b.shape, generator=gen))
-            elif name.endswith('running_mean'):
-                b.copy_(0.1 * torch.randn(b.shape, generator=gen))
-    return module
-
-
-def as_tuple(out):
-    return out if isinstance(out, tuple) else (out, )
 
 
 def assert_outputs_close(ours, plain):
@@ -94,10 +68,8 @@ def assert_grad_close(ours, plain, name):
     Parameter gradients are sums over every token, so they are compared
     relative to the largest entry of the tensor (at least 1).
     """
-    scale = max(1., plain.abs().max().item())
-    err = (ours - plain).abs().max().item()
-    assert err <= ATOL * scale, \
-        f'{name}: max error {err:.3g}, scale {scale:.3g}'
+    err = scaled_err(ours, plain)
+    assert err <= ATOL, f'{name}: max error {err:.3g} of its scale'
 
 
 # ------------------------------------------------------------------ modules
