@@ -208,27 +208,35 @@ def test_inference_equals_plain(build, shape, stream_tokens, onednn,
 @pytest.mark.parametrize('build,shape', [(image_model, (2, 3, 40, 52)),
                                          (video_model, (2, 3, 8, 36, 28))])
 @pytest.mark.parametrize('with_cp', [False, True])
-@pytest.mark.parametrize('mlp_chunk', [0, 7])
+@pytest.mark.parametrize('mlp_chunk,temporal_chunk', [(0, 0), (7, 10)])
 def test_training_equals_plain(build, shape, with_cp, mlp_chunk,
-                               monkeypatch):
+                               temporal_chunk, monkeypatch):
     """Autograd path (train mode) and checkpointing: outputs and grads,
-    with the channel MLP given to autograd (chunk 0) and in chunks of 7
-    tokens (:class:`~morphmlp_mm.models.blocks._ResidualMlpFunction`: every
-    block of these clips has more tokens, most counts with a partial last
-    chunk; under with_cp the recompute of
-    :class:`~morphmlp_mm.models.blocks._CheckpointFunction`).
+    with the channel MLP and MorphFC_t given to autograd (chunks 0), and
+    with the MLP in chunks of 7 tokens
+    (:class:`~morphmlp_mm.models.blocks._ResidualMlpFunction`: every block
+    of these clips has more tokens, most counts with a partial last chunk)
+    and MorphFC_t in tiles of 2 positions x 4 frames
+    (:class:`~morphmlp_mm.models.blocks._TemporalMixFunction`, partial last
+    tiles at the odd position counts); under with_cp the recompute of
+    :class:`~morphmlp_mm.models.blocks._CheckpointFunction`.
 
     ``norm_eval`` keeps the stem's BatchNorm on its running statistics: with
     batch statistics the gradients of the conv biases in front of it are
     zero up to rounding noise, which no tolerance can compare.
     """
     monkeypatch.setattr(MorphBlock, 'train_mlp_chunk', mlp_chunk)
-    calls = []
+    monkeypatch.setattr(MorphBlock, 'train_temporal_chunk', temporal_chunk)
+    calls, tiles = [], []
     real_run = blocks._ResidualMlpFunction.run
     monkeypatch.setattr(
         blocks._ResidualMlpFunction, 'run',
         staticmethod(lambda *args, output=True: calls.append(output) or
                      real_run(*args, output=output)))
+    real_tiles = blocks._TemporalMixFunction.tiles
+    monkeypatch.setattr(
+        blocks._TemporalMixFunction, 'tiles',
+        staticmethod(lambda *args: tiles.append(1) or real_tiles(*args)))
     model = build(with_cp=with_cp, norm_eval=True).train()
     plain = build_plain(model)
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(4))
@@ -237,6 +245,9 @@ def test_training_equals_plain(build, shape, with_cp, mlp_chunk,
     # with_cp: the first forward streams, the recompute runs the chunked
     # MLP up to fc1 (no output)
     assert calls == ([not with_cp] * blocks_run if mlp_chunk else [])
+    # video: every block's MorphFC_t in tiles, forward and backward
+    tiled = temporal_chunk and len(shape) == 5
+    assert len(tiles) == (2 * blocks_run if tiled else 0)
 
 
 def test_eval_with_grad_equals_plain():
@@ -494,4 +505,85 @@ def test_chunked_mlp_only_where_it_applies(monkeypatch):
     assert not applies(block, x)
     monkeypatch.setattr(MorphBlock, 'train_mlp_chunk', 16)
     block.mlp.drop = nn.Dropout(0.1)
+    assert not applies(block, x)
+
+
+def _temporal_block(shape, drop_path=0., bias=True):
+    block = randomize(MorphBlock(24, (1, 4), 3., frames=shape[1],
+                                 drop_path=drop_path)).train()
+    if not bias:
+        block.t_fc.mlp_t.register_parameter('bias', None)
+    return block
+
+
+@pytest.mark.parametrize('shape,chunk', [((3, 4, 6, 5, 24), 12),
+                                         ((1, 2, 7, 9, 24), 5),
+                                         ((2, 3, 4, 4, 24), 1)])
+@pytest.mark.parametrize('bias', [True, False])
+def test_temporal_tiles_equal_layers(shape, chunk, bias, monkeypatch):
+    """MorphFC_t and both LayerNorms in tiles of positions
+    (:class:`~morphmlp_mm.models.blocks._TemporalMixFunction`; 3 positions
+    with a partial last tile, 2 positions, 1 position) give the outputs and
+    gradients of autograd of the layers, DropPath of MorphFC_s included,
+    with and without the bias of ``mlp_t``."""
+    block = _temporal_block(shape, drop_path=0.5, bias=bias)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(6))
+    weight = torch.randn(shape, generator=torch.Generator().manual_seed(7))
+    results = []
+    for temporal_chunk in (0, chunk):
+        monkeypatch.setattr(MorphBlock, 'train_temporal_chunk',
+                            temporal_chunk)
+        assert blocks._TemporalMixFunction.applies(
+            block, x) == bool(temporal_chunk)
+        torch.manual_seed(3)
+        results.append(grads(block, x, [weight]))
+    (out_a, gx_a, gp_a), (out_b, gx_b, gp_b) = results
+    assert_outputs_close(out_b, out_a)
+    assert_grad_close(gx_b, gx_a, 'input')
+    assert gp_a.keys() == gp_b.keys()
+    assert ('t_fc.mlp_t.bias' in gp_a) == bias
+    for name in gp_a:
+        assert_grad_close(gp_b[name], gp_a[name], name)
+
+
+def test_temporal_tiles_store_less(monkeypatch):
+    """The tiled MorphFC_t keeps one block input's worth of activations
+    less than autograd of the layers (not ``mlp_t``'s permuted input)."""
+    shape = (2, 4, 8, 6, 24)
+    block = _temporal_block(shape)
+    x = torch.randn(shape, requires_grad=True)
+    stored = []
+    for chunk in (0, 10):
+        monkeypatch.setattr(MorphBlock, 'train_temporal_chunk', chunk)
+        storages = {}
+
+        def pack(t):
+            if t.numel() >= x.numel() // 2:  # activations, not weights
+                storage = t.untyped_storage()
+                storages[storage.data_ptr()] = storage.nbytes()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            block._forward_mixing(x)
+        stored.append(sum(storages.values()))
+    layers, tiled = stored
+    assert layers - tiled == x.numel() * x.element_size()
+
+
+def test_temporal_tiles_only_where_they_apply(monkeypatch):
+    """Not under autocast, not for no-grad calls, not with a dropout after
+    MorphFC_t, not for clips of at most one tile, not without MorphFC_t."""
+    monkeypatch.setattr(MorphBlock, 'train_temporal_chunk', 16)
+    block = _temporal_block((1, 2, 6, 8, 24))
+    x = torch.randn(1, 2, 6, 8, 24, requires_grad=True)
+    applies = blocks._TemporalMixFunction.applies
+    assert applies(block, x)
+    with torch.no_grad():
+        assert not applies(block, x)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert not applies(block, x)
+    monkeypatch.setattr(MorphBlock, 'train_temporal_chunk', 96)
+    assert not applies(block, x)
+    monkeypatch.setattr(MorphBlock, 'train_temporal_chunk', 16)
+    assert not applies(MorphBlock(24, (1, 4), 3.), x)  # an image block
+    block.t_fc.proj_drop = nn.Dropout(0.1)
     assert not applies(block, x)
