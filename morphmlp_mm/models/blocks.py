@@ -455,13 +455,18 @@ class _TemporalMixFunction(torch.autograd.Function):
     block input, which the layers keep too, that stores 2C floats per token
     where the layers store 3C (they also keep ``mlp_t``'s permuted input).
     The outline is that of :class:`_ResidualMlpFunction`. On MorphMLP-S at
-    16 x 224 x 224 (fp32, one thread, an AMD EPYC) a training step took
-    0.97x the time of autograd of the layers.
+    16 x 224 x 224 (fp32, one thread, an AMD EPYC) the training step keeps
+    7% less activation memory (1083 MB, not 1159 MB) and took 0.97x the
+    time of autograd of the layers in consecutive steps, 0.99x-1.00x in the
+    benchmark's interleaved rounds (docs/benchmark.md, "Sixteenth
+    session").
 
     Used by :meth:`MorphBlock._forward_mixing` on the CPU outside autocast
     and graph capture, for a block with MorphFC_t and no dropout in it,
     when the clip has more than ``chunk`` tokens. Outputs and gradients
-    equal autograd of the layers (tests).
+    equal autograd of the layers (tests). The modules ``t_norm1``, ``t_fc``
+    and ``norm1`` are not called on this path, so their forward hooks do
+    not fire; ``MorphBlock.train_temporal_chunk = 0`` calls them.
     """
 
     @staticmethod
