@@ -444,8 +444,10 @@ def test_checkpointed_block_equals_block(drop_path, monkeypatch):
     (the recompute stops after fc1): same outputs and gradients as the
     block without checkpointing, DropPath included (the recompute replays
     the random state: same seed, same samples dropped), and the recompute
-    never runs the MLP's output GEMM."""
+    never runs the MLP's output GEMM. MorphFC_t runs in tiles of 4
+    positions in both."""
     monkeypatch.setattr(MorphBlock, 'train_mlp_chunk', 16)
+    monkeypatch.setattr(MorphBlock, 'train_temporal_chunk', 12)
     shape = (4, 3, 6, 5, 24)
     block = randomize(MorphBlock(24, (1, 4), 3., frames=3,
                                  drop_path=drop_path)).train()
