@@ -491,25 +491,6 @@ def test_checkpointed_block_refuses_autograd_grad(monkeypatch):
         torch.autograd.grad(block(x).sum(), x)
 
 
-def test_chunked_mlp_only_where_it_applies(monkeypatch):
-    """Not under autocast, not for no-grad calls, not with an active
-    Dropout in the MLP, not for clips of at most one chunk."""
-    block = randomize(MorphBlock(24, (1, 4), 3., frames=2)).train()
-    x = torch.randn(1, 2, 6, 8, 24, requires_grad=True)
-    applies = blocks._ResidualMlpFunction.applies
-    monkeypatch.setattr(MorphBlock, 'train_mlp_chunk', 16)
-    assert applies(block, x)
-    with torch.no_grad():
-        assert not applies(block, x)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        assert not applies(block, x)
-    monkeypatch.setattr(MorphBlock, 'train_mlp_chunk', 96)
-    assert not applies(block, x)
-    monkeypatch.setattr(MorphBlock, 'train_mlp_chunk', 16)
-    block.mlp.drop = nn.Dropout(0.1)
-    assert not applies(block, x)
-
-
 def _temporal_block(shape, drop_path=0., bias=True):
     block = randomize(MorphBlock(24, (1, 4), 3., frames=shape[1],
                                  drop_path=drop_path)).train()
@@ -571,21 +552,30 @@ def test_temporal_tiles_store_less(monkeypatch):
     assert layers - tiled == x.numel() * x.element_size()
 
 
-def test_temporal_tiles_only_where_they_apply(monkeypatch):
-    """Not under autocast, not for no-grad calls, not with a dropout after
-    MorphFC_t, not for clips of at most one tile, not without MorphFC_t."""
-    monkeypatch.setattr(MorphBlock, 'train_temporal_chunk', 16)
-    block = _temporal_block((1, 2, 6, 8, 24))
+@pytest.mark.parametrize('function,chunk,add_dropout', [
+    ('_ResidualMlpFunction', 'train_mlp_chunk',
+     lambda block: setattr(block.mlp, 'drop', nn.Dropout(0.1))),
+    ('_TemporalMixFunction', 'train_temporal_chunk',
+     lambda block: setattr(block.t_fc, 'proj_drop', nn.Dropout(0.1))),
+])
+def test_chunked_paths_only_where_they_apply(function, chunk, add_dropout,
+                                             monkeypatch):
+    """The chunked MLP and the tiled MorphFC_t: not under autocast, not for
+    no-grad calls, not with an active dropout in what they compute, not
+    for clips of at most one chunk; the tiles not without MorphFC_t."""
+    block = randomize(MorphBlock(24, (1, 4), 3., frames=2)).train()
     x = torch.randn(1, 2, 6, 8, 24, requires_grad=True)
-    applies = blocks._TemporalMixFunction.applies
+    applies = getattr(blocks, function).applies
+    monkeypatch.setattr(MorphBlock, chunk, 16)
     assert applies(block, x)
     with torch.no_grad():
         assert not applies(block, x)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         assert not applies(block, x)
-    monkeypatch.setattr(MorphBlock, 'train_temporal_chunk', 96)
+    monkeypatch.setattr(MorphBlock, chunk, 96)
     assert not applies(block, x)
-    monkeypatch.setattr(MorphBlock, 'train_temporal_chunk', 16)
-    assert not applies(MorphBlock(24, (1, 4), 3.), x)  # an image block
-    block.t_fc.proj_drop = nn.Dropout(0.1)
+    monkeypatch.setattr(MorphBlock, chunk, 16)
+    image_block = MorphBlock(24, (1, 4), 3.)
+    assert applies(image_block, x) == (function == '_ResidualMlpFunction')
+    add_dropout(block)
     assert not applies(block, x)
