@@ -292,6 +292,16 @@ class MorphBlock(BaseModule):
         return self._forward(x)
 
 
+def _chunks_apply(x: torch.Tensor, chunk: int) -> bool:
+    """Whether a training function that works in chunks of ``chunk``
+    tokens (:class:`_ResidualMlpFunction`, :class:`_TemporalMixFunction`)
+    may run on ``x``: a positive chunk, autograd on, a CPU tensor, no
+    autocast or graph capture, and more than one chunk of tokens."""
+    return (chunk > 0 and torch.is_grad_enabled() and x.device.type == 'cpu'
+            and not graph_capture() and not torch.is_autocast_enabled('cpu')
+            and x.shape[:-1].numel() > chunk)
+
+
 class _ResidualMlpFunction(torch.autograd.Function):
     """``y + DropPath(fc2(GELU(fc1(norm2(y)))))`` in token chunks (training).
 
@@ -319,10 +329,7 @@ class _ResidualMlpFunction(torch.autograd.Function):
     @staticmethod
     def applies(block: 'MorphBlock', x: torch.Tensor) -> bool:
         mlp = block.mlp
-        return (block.train_mlp_chunk > 0 and torch.is_grad_enabled()
-                and x.device.type == 'cpu' and not graph_capture()
-                and not torch.is_autocast_enabled('cpu')
-                and x.shape[:-1].numel() > block.train_mlp_chunk
+        return (_chunks_apply(x, block.train_mlp_chunk)
                 and isinstance(mlp.act, nn.GELU)
                 and mlp.act.approximate == 'none'
                 and isinstance(mlp.drop, nn.Identity)
@@ -471,16 +478,29 @@ class _TemporalMixFunction(torch.autograd.Function):
 
     @staticmethod
     def applies(block: 'MorphBlock', x: torch.Tensor) -> bool:
-        if not block.temporal or block.train_temporal_chunk <= 0:
+        if not block.temporal:
             return False
         norms = (block.t_norm1, block.norm1)
-        return (torch.is_grad_enabled() and x.device.type == 'cpu'
-                and not graph_capture()
-                and not torch.is_autocast_enabled('cpu')
-                and x.shape[:-1].numel() > block.train_temporal_chunk
+        return (_chunks_apply(x, block.train_temporal_chunk)
                 and isinstance(block.t_fc.proj_drop, nn.Identity)
                 and all(n.weight is not None and n.bias is not None
                         for n in norms))
+
+    @staticmethod
+    def to_rows(t: torch.Tensor, frames: int, groups: int) -> torch.Tensor:
+        """A tile's (T' * k, C) tokens (frame-major) -> (k * G, T' * S)
+        rows of ``mlp_t``: one per (position, group), a copy."""
+        C = t.shape[-1]
+        k = t.numel() // (frames * C)
+        return t.reshape(frames, k, groups, C // groups).permute(
+            1, 2, 0, 3).reshape(k * groups, -1)
+
+    @staticmethod
+    def to_tokens(rows: torch.Tensor, frames: int,
+                  groups: int) -> torch.Tensor:
+        """Undo :meth:`to_rows` as a (T', k, G, S) view (no copy)."""
+        k = rows.shape[0] // groups
+        return rows.view(k, groups, frames, -1).permute(2, 0, 1, 3)
 
     @staticmethod
     def tiles(x: torch.Tensor, chunk: int):
@@ -503,7 +523,6 @@ class _TemporalMixFunction(torch.autograd.Function):
                 ln_1_w: torch.Tensor, ln_1_b: torch.Tensor) -> torch.Tensor:
         B, T, H, W, C = x.shape
         groups = C * T // w_t.shape[0]
-        S = C // groups
         x3 = x.view(B, T, H * W, C)
         out = torch.empty_like(x)
         out3 = out.view(B, T, H * W, C)
@@ -515,12 +534,11 @@ class _TemporalMixFunction(torch.autograd.Function):
             rows = slice(row, row + T * k)
             xs = x3[b, :, p0:p0 + k].reshape(T * k, C)
             n = torch.native_layer_norm(xs, (C, ), ln_t_w, ln_t_b, eps_t)[0]
-            u = n.view(T, k, groups, S).permute(1, 2, 0, 3).reshape(
-                k * groups, T * S)
-            m = linear_into(u, w_t, b_t)
+            m = linear_into(_TemporalMixFunction.to_rows(n, T, groups),
+                            w_t, b_t)
             q = q_all[rows]
-            q.view(T, k, groups, S).copy_(
-                m.view(k, groups, T, S).permute(2, 0, 1, 3))
+            q.view(T, k, groups, -1).copy_(
+                _TemporalMixFunction.to_tokens(m, T, groups))
             xt = linear_into(q, w_p, b_p, residual=xs, out=xt_all[rows])
             n1, mean, rstd = torch.native_layer_norm(xt, (C, ), ln_1_w,
                                                      ln_1_b, eps_1)
@@ -540,7 +558,8 @@ class _TemporalMixFunction(torch.autograd.Function):
         eps_t, eps_1 = ctx.eps
         B, T, H, W, C = x.shape
         groups = C * T // w_t.shape[0]
-        S = C // groups
+        to_rows, to_tokens = (_TemporalMixFunction.to_rows,
+                              _TemporalMixFunction.to_tokens)
         x3 = x.view(B, T, H * W, C)
         g3 = grad.reshape(B, T, H * W, C)
         grad_x = torch.empty_like(x)
@@ -565,14 +584,10 @@ class _TemporalMixFunction(torch.autograd.Function):
             # mlp_t, on rows recomputed from t_norm1
             n, mean, rstd = torch.native_layer_norm(xs, (C, ), ln_t_w,
                                                     ln_t_b, eps_t)
-            u = n.view(T, k, groups, S).permute(1, 2, 0, 3).reshape(
-                k * groups, T * S)
-            g_m = mm(g, w_p).view(T, k, groups, S).permute(
-                1, 2, 0, 3).reshape(k * groups, T * S)
-            addmm_tn_(g_w_t, g_m, u)
+            g_m = to_rows(mm(g, w_p), T, groups)
+            addmm_tn_(g_w_t, g_m, to_rows(n, T, groups))
             g_b_t += g_m.sum(0)
-            g_n = mm(g_m, w_t).view(k, groups, T, S).permute(
-                2, 0, 1, 3).reshape(T * k, C)
+            g_n = to_tokens(mm(g_m, w_t), T, groups).reshape(T * k, C)
             g_xs, g_w, g_b = torch.ops.aten.native_layer_norm_backward(
                 g_n, xs, (C, ), mean, rstd, ln_t_w, ln_t_b, mask)
             g_ln_t_w += g_w
