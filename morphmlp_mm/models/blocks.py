@@ -131,6 +131,7 @@ class MorphBlock(BaseModule):
         """The block up to its channel MLP: MorphFC_t, MorphFC_s and their
         residuals."""
         if _TemporalMixFunction.applies(self, x):
+            self.t_fc.check_input(x)
             n1 = _TemporalMixFunction.apply(x.contiguous(),
                                             self.train_temporal_chunk,
                                             self.t_norm1.eps, self.norm1.eps,

@@ -751,9 +751,21 @@ class MorphFCTemporal(BaseModule):
         nn.init.ones_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a ValueError unless ``x`` is (B, frames, H, W, channels):
+        ``mlp_t`` is built for ``frames`` frames, and another count could
+        even fit its weight with other channel groups, silently."""
+        if x.dim() != 5 or x.shape[1] != self.frames or \
+                x.shape[-1] != self.channels:
+            raise ValueError(
+                f'MorphFC_t was built for frames={self.frames} and '
+                f'channels={self.channels}: it takes (B, {self.frames}, H, '
+                f'W, {self.channels}) inputs, got {tuple(x.shape)}')
+
     def mix(self, x: torch.Tensor) -> torch.Tensor:
         """``mlp_t`` over the frames of every (position, group): the input
         of ``proj``. (B, T, H, W, C) -> (B, T, H, W, C), contiguous."""
+        self.check_input(x)
         B, T, H, W, C = x.shape
         G, S = self.groups, C // self.groups
         t = x.reshape(B, T, H, W, G, S).permute(0, 2, 3, 4, 1, 5)

@@ -579,3 +579,21 @@ def test_chunked_paths_only_where_they_apply(function, chunk, add_dropout,
     assert applies(image_block, x) == (function == '_ResidualMlpFunction')
     add_dropout(block)
     assert not applies(block, x)
+
+
+@pytest.mark.parametrize('path', ['layers', 'tiles', 'streamed'])
+def test_block_refuses_another_frame_count(path, monkeypatch):
+    """A block built for 2 frames refuses a 3-frame input on every path
+    with the parameter and both counts in the message. With 24 channels,
+    3 frames would fit ``mlp_t``'s 24 x 24 weight with 3 channel groups
+    instead of 2: without the check the tiled path ran, silently wrong."""
+    monkeypatch.setattr(MorphBlock, 'train_temporal_chunk',
+                        16 if path == 'tiles' else 0)
+    block = _temporal_block((1, 2, 6, 8, 24))
+    x = torch.randn(1, 3, 6, 8, 24, requires_grad=path != 'streamed')
+    if path == 'tiles':
+        assert blocks._TemporalMixFunction.applies(block, x)
+    with torch.set_grad_enabled(path != 'streamed'):
+        block.train(path != 'streamed')
+        with pytest.raises(ValueError, match=r'frames=2.*\(1, 3, 6, 8, 24\)'):
+            block(x)
