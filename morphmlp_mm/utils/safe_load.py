@@ -14,7 +14,6 @@ allowed only to look up public attributes of ``HistoryBuffer`` (that is how
 it pickles its statistics methods).
 """
 import inspect
-import io
 import os.path as osp
 import pickle
 import types

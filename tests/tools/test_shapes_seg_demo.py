@@ -108,7 +108,12 @@ def test_generator_layout_labels_and_determinism(tmp_path):
             assert img.shape == (64, 64, 3) and label.shape == (64, 64)
             assert label.dtype == np.uint8 and label.max() <= 4
             same = cv2.imread(str(tmp_path / 'b' / 'images' / split / name))
+            same_label = cv2.imread(
+                str(tmp_path / 'b' / 'annotations' / split / name),
+                cv2.IMREAD_UNCHANGED)
             assert np.array_equal(img, same)
+            assert np.array_equal(label, same_label)
+    assert b['pixel_fraction'] == a['pixel_fraction']
     assert sum(a['pixel_fraction']) == pytest.approx(1., abs=1e-3)
     assert a['pixel_fraction'][0] < 0.9  # shapes cover a real share
 
