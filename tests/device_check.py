@@ -2,6 +2,7 @@
 for a GPU: ``meta`` runs every op's shape logic, but lets some ops take a
 CPU tensor alongside meta ones (a matrix product with a CPU operand, for
 one), where a GPU would raise."""
+from collections import Counter
 from typing import Set
 
 import torch
@@ -39,3 +40,29 @@ class OneDevicePerOp(TorchDispatchMode):
             self.ops += 1
             self.devices |= devices
         return func(*args, **kwargs)
+
+
+#: Ops that launch no kernel on a GPU: views and bare allocations.
+_NO_KERNEL = ('empty', 'empty_like', 'empty_strided', 'new_empty',
+              'new_empty_strided', 'alias', 'detach', 'lift_fresh')
+
+
+class KernelCount(TorchDispatchMode):
+    """Counts the aten ops that launch a kernel on a GPU (all but views and
+    bare allocations): on ``meta``, a proxy without a GPU for the launches
+    of a step, whose count sets the pace where the CPU that queues them is
+    slower than the GPU (small batches). ``counts`` has them by op name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter = Counter()
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if not func.is_view and name not in _NO_KERNEL:
+            self.counts[name] += 1
+        return func(*args, **(kwargs or {}))

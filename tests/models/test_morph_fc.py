@@ -188,11 +188,17 @@ class _CopiedBytes(TorchDispatchMode):
         return out
 
 
+def _lean(module: MorphFCSpatial) -> MorphFCSpatial:
+    module.launch_lean = True  # the mix of devices other than the CPU
+    return module
+
+
 @pytest.mark.parametrize('grad', [False, True])
 @pytest.mark.parametrize('module,copies', [
     (lambda: MorphFCSpatial(112, (1, 14), 3), 3),   # cast + 2 branch windows
+    (lambda: _lean(MorphFCSpatial(112, (1, 14), 3)), 3),
     (lambda: MorphFCTemporal(112, 4), 2)],          # cast-permute + back
-    ids=['spatial', 'temporal'])
+    ids=['spatial', 'spatial-lean', 'temporal'])
 def test_autocast_casts_float32_input_once(module, copies, grad):
     """Under autocast a float32 input (CUDA's LayerNorm gives one) is cast
     once, in the pass that lays it out: copies total ``copies`` x the input

@@ -10,7 +10,7 @@ this machine's CPU would pick.
 import pytest
 import torch
 import torch.nn as nn
-from device_check import OneDevicePerOp
+from device_check import KernelCount, OneDevicePerOp
 from tiny_morph import ARCH, as_tuple, randomize, scaled_err
 
 from morphmlp_mm import MorphMLP, MorphMLP3D
@@ -312,19 +312,25 @@ def test_no_streaming_off_the_cpu(monkeypatch):
 @pytest.mark.parametrize('with_cp', [False, True])
 def test_training_paths_off_the_cpu(with_cp, monkeypatch):
     """A training step on another device than the CPU (``meta``: shapes
-    and devices without a GPU) takes MorphFC_s's hand-written backward
-    where it applies and no CPU-only path: a tensor made on the CPU inside
+    and devices without a GPU) takes MorphFC_s's launch-lean mix in every
+    block, with autograd, and no CPU-only path (the hand-written backward,
+    the chunked MLP, the tiled MorphFC_t): a tensor made on the CPU inside
     that meets the device's tensors fails here (:class:`OneDevicePerOp`),
     forward or backward, as it would on a GPU."""
-    calls = []
-    backward = morph_fc._SpatialMixFunction.backward
+    lean = []
+    mix_lean = MorphFCSpatial._mix_lean
 
-    def spy(ctx, grad):
-        calls.append(grad.shape)
-        return backward(ctx, grad)
+    def spy(self, x):
+        lean.append(tuple(x.shape))
+        return mix_lean(self, x)
 
-    monkeypatch.setattr(morph_fc._SpatialMixFunction, 'backward',
-                        staticmethod(spy))
+    def refuse(*args, **kwargs):
+        raise AssertionError('a CPU-only training path ran off the CPU')
+
+    monkeypatch.setattr(MorphFCSpatial, '_mix_lean', spy)
+    monkeypatch.setattr(morph_fc._SpatialMixFunction, 'forward', refuse)
+    monkeypatch.setattr(blocks._ResidualMlpFunction, 'forward', refuse)
+    monkeypatch.setattr(blocks._TemporalMixFunction, 'forward', refuse)
     model = MorphMLP3D(ARCH, num_frames=4, drop_path_rate=0.1,
                        with_cp=with_cp).to('meta').train()
     with OneDevicePerOp() as check:
@@ -333,10 +339,86 @@ def test_training_paths_off_the_cpu(with_cp, monkeypatch):
         sum(o.mean() for o in outs).backward()
     assert check.ops > 2 * forward_ops  # the backward ran under the check
     assert check.devices == {torch.device('meta')}
-    # stages 1-2 (more tokens than channels), in backward order
-    assert calls == [(2, 2, 8, 8, 16), (2, 2, 16, 16, 8)]
+    # every block, in forward order; with_cp recomputes each in backward
+    maps = [(2, 2, 16, 16, 8), (2, 2, 8, 8, 16), (2, 2, 4, 4, 56),
+            (2, 2, 4, 4, 56), (2, 2, 2, 2, 98)]
+    assert lean == (maps + maps[::-1] if with_cp else maps)
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.device.type == 'meta', name
+
+
+@pytest.mark.parametrize('num_branches,window,shape', [
+    (3, (1, 4), (2, 3, 8, 8)),   # unpadded, two clips
+    (3, (2, 4), (2, 2, 5, 7)),   # padded H and W
+    (3, (1, 4), (1, 1, 6, 7)),   # an image, padded W
+    (2, (2, 2), (1, 3, 6, 5)),
+    (2, (3, 3), (2, 1, 2, 3)),   # fewer tokens than channels
+])
+@pytest.mark.parametrize('bias', [True, False])
+def test_spatial_lean_path_equals_plain(num_branches, window, shape, bias,
+                                        monkeypatch):
+    """The launch-lean mix (the default off the CPU, forced here): branch
+    means from the window rows, the real tokens only where the map is
+    padded; outputs and gradients of the plain algorithm."""
+    monkeypatch.setattr(MorphFCSpatial, 'launch_lean', True)
+    monkeypatch.setattr(morph_fc._SpatialMixFunction, 'applies',
+                        staticmethod(lambda *args: pytest.fail('not lean')))
+    C = window[0] * window[1] * 3
+    ours = randomize(MorphFCSpatial(C, window, num_branches, qkv_bias=bias))
+    plain = PlainMorphFCSpatial(ours)
+    x = torch.randn(*shape, C, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        assert_outputs_close(ours(x), plain(x))
+    check_grads(ours, plain, x)
+
+
+def test_lean_path_trains_after_inference_mode(monkeypatch):
+    """The mask of real tokens that a padded map needs is kept per map
+    geometry, but not one made under ``torch.inference_mode`` (a test
+    loop's): autograd refuses such tensors in a later training step."""
+    monkeypatch.setattr(MorphFCSpatial, 'launch_lean', True)
+    monkeypatch.setattr(morph_fc, '_REAL_TOKEN_MASKS', {})
+    ours = randomize(MorphFCSpatial(24, (2, 4)))
+    x = torch.randn(1, 2, 5, 7, 24)
+    with torch.inference_mode():
+        ours(x)
+    assert not morph_fc._REAL_TOKEN_MASKS
+    check_grads(ours, PlainMorphFCSpatial(ours), x)
+    assert len(morph_fc._REAL_TOKEN_MASKS) == 2  # one per windowed branch
+
+
+@pytest.mark.parametrize('with_cp', [False, True])
+def test_training_lean_path_equals_plain(with_cp, monkeypatch):
+    """A whole video model with the launch-lean mix in every block (padded
+    maps at 36 x 28), against the plain algorithm."""
+    monkeypatch.setattr(MorphFCSpatial, 'launch_lean', True)
+    model = video_model(with_cp=with_cp, norm_eval=True).train()
+    x = torch.randn(2, 3, 8, 36, 28,
+                    generator=torch.Generator().manual_seed(7))
+    check_grads(model, build_plain(model), x)
+
+
+@pytest.mark.parametrize('step', ['inference', 'training'])
+def test_fewer_kernels_than_plain_off_the_cpu(step):
+    """Off the CPU a step launches no more kernels than the plain
+    algorithm's (counted on ``meta``: every op but views and allocations).
+    At the configs' 8 clips per GPU the CPU that queues the kernels sets
+    the pace of a step, so their count is what the speed follows there;
+    with the pooling from window sums, which saves memory traffic on the
+    CPU, a training step launched about 1.5x the plain algorithm's."""
+    model = MorphMLP3D(ARCH, num_frames=4).to('meta').train()
+    plain = build_plain(model)
+    x = torch.empty(8, 3, 4, 64, 64, device='meta')
+    totals = []
+    for m in (model, plain):
+        with torch.set_grad_enabled(step == 'training'), \
+                KernelCount() as count:
+            outs = m(x)
+            if step == 'training':
+                sum(o.mean() for o in outs).backward()
+        model.zero_grad(set_to_none=True)
+        totals.append(count.total)
+    assert 0 < totals[0] <= totals[1], totals
 
 
 @pytest.mark.parametrize('kind', ['plain', 'gelu', 'residual'])
