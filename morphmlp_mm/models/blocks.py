@@ -136,9 +136,9 @@ class MorphBlock(BaseModule):
                                             self.train_temporal_chunk,
                                             self.t_norm1.eps, self.norm1.eps,
                                             *self._temporal_params())
-            return x + self.drop_path(self.fc(n1))
+            return self._add_path(x, self.fc(n1))
         xt = x + self.t_fc(self.t_norm1(x)) if self.temporal else x
-        return x + self.drop_path(self.fc(self.norm1(xt)))
+        return self._add_path(x, self.fc(self.norm1(xt)))
 
     def _temporal_params(self) -> Tuple[Optional[torch.Tensor], ...]:
         t_fc = self.t_fc
@@ -153,20 +153,45 @@ class MorphBlock(BaseModule):
                                               self.train_mlp_chunk,
                                               self.norm2.eps,
                                               *self._mlp_params())
-        return x + self.drop_path(self.mlp.forward_gemm(self.norm2(x)))
+        return self._add_path(x, self.mlp.forward_gemm(self.norm2(x)))
 
     def _mlp_params(self) -> Tuple[torch.Tensor, ...]:
         return (self.norm2.weight, self.norm2.bias, self.mlp.fc1.weight,
                 self.mlp.fc1.bias, self.mlp.fc2.weight, self.mlp.fc2.bias)
 
     def _path_scale(self, x: torch.Tensor) -> Optional[torch.Tensor]:
-        """Per-sample factor of an active DropPath, drawn by the module
-        itself on a (B, 1, 1, 1, 1) tensor of ones (the draw it makes for
-        a full tensor), or ``None``."""
+        """Per-sample factor of an active DropPath for ``x``, or ``None``.
+
+        The (B, 1, 1, 1, 1) factor mmcv's ``drop_path`` multiplies ``x``
+        by: the same ``torch.rand`` draw (shape, dtype and device of its
+        call for ``x``, so the same samples are dropped) and the same
+        arithmetic, ``floor(keep + u) / keep``, in four small ops rather
+        than the module's call on a tensor of ones (six).
+        ``tests/models/test_plain_equivalence.py`` pins it to the module.
+        """
         if isinstance(self.drop_path, DropPath) and self.drop_path.training \
                 and self.drop_path.drop_prob > 0:
-            return self.drop_path(x.new_ones(x.shape[0], 1, 1, 1, 1))
+            keep = 1 - self.drop_path.drop_prob
+            u = torch.rand((x.shape[0], ) + (1, ) * (x.dim() - 1),
+                           dtype=x.dtype, device=x.device)
+            return u.add_(keep).floor_().div_(keep)
         return None
+
+    def _add_path(self, x: torch.Tensor,
+                  branch: torch.Tensor) -> torch.Tensor:
+        """``x + self.drop_path(branch)`` in one pass over the block.
+
+        An active DropPath divides and multiplies the whole branch before
+        the residual sum: two more passes in the forward and one more in
+        the backward, and two more kernels. Here its per-sample factor (the
+        module's own draw, :meth:`_path_scale`, on the branch's dtype as it
+        would draw for the branch) enters one ``addcmul``; the samples it
+        drops are the same.
+        """
+        scale = self._path_scale(branch)
+        if scale is None:
+            return x + self.drop_path(branch)  # Identity, or eval mode
+        return torch.addcmul(x, branch, scale)
 
     def _draws_random(self) -> bool:
         """Whether a training forward draws random numbers (DropPath)."""

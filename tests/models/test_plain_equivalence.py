@@ -520,6 +520,51 @@ def test_chunked_mlp_with_drop_path_equals_layers(shape, monkeypatch):
         assert not torch.allclose(out_b[0], block.eval()(x), atol=1e-3)
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('prob', [0.1, 0.5])
+def test_path_scale_is_drop_paths_draw(dtype, prob):
+    """The per-sample factor a block multiplies its branches by is exactly
+    what mmcv's DropPath multiplies a tensor of the branch's batch and dtype
+    by, draw for draw (same seed, same samples dropped)."""
+    from mmcv.cnn.bricks import DropPath
+    block = MorphBlock(8, (1, 4), 3., drop_path=prob).train()
+    branch = torch.randn(16, 2, 3, 4, 8).to(dtype)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        scale = block._path_scale(branch)
+        torch.manual_seed(seed)
+        ref = DropPath(prob)(torch.ones(16, 1, 1, 1, 1, dtype=dtype))
+        assert scale.dtype == dtype and torch.equal(scale, ref)
+    assert block.eval()._path_scale(branch) is None
+    assert MorphBlock(8, (1, 4), 3.).train()._path_scale(branch) is None
+
+
+def test_block_residuals_equal_drop_path_modules():
+    """A training block adds its MorphFC_s and MLP branches with the
+    DropPath factor in one ``addcmul``; the plain block calls the module
+    on each branch. Same seed: the same outputs and gradients (and paths
+    were dropped)."""
+    model = video_model(drop_path_rate=0.5, norm_eval=True).train()
+    plain = build_plain(model)
+    x = torch.randn(4, 3, 8, 32, 32,
+                    generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        shapes = [o.shape for o in as_tuple(plain(x))]
+    gen = torch.Generator().manual_seed(1)
+    weight = [torch.randn(s, generator=gen) for s in shapes]
+    results = []
+    for m in (model, plain):
+        torch.manual_seed(5)
+        results.append(grads(m, x, weight))
+    (out_a, gx_a, gp_a), (out_b, gx_b, gp_b) = results
+    assert_outputs_close(out_a, out_b)
+    assert_grad_close(gx_a, gx_b, 'input')
+    for name in gp_a:
+        assert_grad_close(gp_a[name], gp_b[name], name)
+    with torch.no_grad():
+        assert not torch.allclose(out_a[-1], model.eval()(x)[-1], atol=1e-3)
+
+
 @pytest.mark.parametrize('drop_path', [0., 0.5])
 def test_checkpointed_block_equals_block(drop_path, monkeypatch):
     """with_cp through :class:`~morphmlp_mm.models.blocks._CheckpointFunction`
