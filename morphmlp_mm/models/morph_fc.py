@@ -82,6 +82,7 @@ implementation within 1e-5 in fp32 on every path
 (``tests/models/test_plain_equivalence.py``).
 """
 import math
+import os
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -95,6 +96,23 @@ from .gemm import (_HAS_ONEDNN_LINEAR, autocast_input, autocast_on, bmm,
 
 #: Stage resolutions of the 224 x 224 reference input (stride 4, 8, 16, 32).
 REFERENCE_STAGE_SIZES = (56, 28, 14, 7)
+
+#: Values of ``MORPHMLP_LAUNCH_LEAN`` (see :func:`launch_lean_setting`).
+LAUNCH_LEAN_SETTINGS = ('auto', 'on', 'off')
+
+
+def launch_lean_setting() -> str:
+    """Where MorphFC_s takes its launch-lean mix
+    (:meth:`MorphFCSpatial._mix_lean`), from the environment variable
+    ``MORPHMLP_LAUNCH_LEAN``: ``'auto'`` (default, unset or empty) on every
+    device but the CPU, ``'on'`` everywhere, ``'off'`` nowhere. A module's
+    ``launch_lean`` attribute, when not ``None``, overrides it."""
+    value = os.environ.get('MORPHMLP_LAUNCH_LEAN', '').strip().lower()
+    if value and value not in LAUNCH_LEAN_SETTINGS:
+        raise ValueError(
+            f'MORPHMLP_LAUNCH_LEAN must be one of {LAUNCH_LEAN_SETTINGS}, '
+            f'got {value!r}')
+    return value or 'auto'
 
 
 def default_chunk_window(chunk_length: int,
@@ -482,7 +500,8 @@ class MorphFCSpatial(BaseModule):
 
     #: Whether :meth:`mix` computes the branch weights from the branch
     #: outputs, in the fewest kernels (:meth:`_mix_lean`). ``None``
-    #: (default): on every device but the CPU. Tests force it either way.
+    #: (default): as :func:`launch_lean_setting` says (every device but the
+    #: CPU unless ``MORPHMLP_LAUNCH_LEAN`` is set).
     launch_lean: Optional[bool] = None
 
     def window_branches(self) -> List[Tuple[nn.Linear, bool]]:
@@ -534,8 +553,12 @@ class MorphFCSpatial(BaseModule):
             Tensor: (B, F, H, W, C), contiguous.
         """
         if weights is None:
-            if self.launch_lean or (self.launch_lean is None
-                                    and x.device.type != 'cpu'):
+            lean = self.launch_lean
+            if lean is None:
+                setting = launch_lean_setting()
+                lean = setting == 'on' or (setting == 'auto'
+                                           and x.device.type != 'cpu')
+            if lean:
                 return self._mix_lean(x)
             weights = self.branch_weights(frame_mean(x))
         # under autocast: every branch product reads x in autocast's dtype,
@@ -899,4 +922,5 @@ class MorphFCTemporal(BaseModule):
 
 __all__: Sequence[str] = ('Mlp', 'MorphFCSpatial', 'MorphFCTemporal',
                           'chunk_mix', 'default_chunk_window', 'fused_linear',
-                          'temporal_groups', 'REFERENCE_STAGE_SIZES')
+                          'launch_lean_setting', 'temporal_groups',
+                          'LAUNCH_LEAN_SETTINGS', 'REFERENCE_STAGE_SIZES')

@@ -398,6 +398,33 @@ def test_training_lean_path_equals_plain(with_cp, monkeypatch):
     check_grads(model, build_plain(model), x)
 
 
+@pytest.mark.parametrize('env,attr,device,lean', [
+    ('', None, 'cpu', False), ('', None, 'meta', True),
+    ('auto', None, 'meta', True), ('on', None, 'cpu', True),
+    ('off', None, 'meta', False), ('ON ', None, 'cpu', True),
+    ('on', False, 'cpu', False), ('off', True, 'meta', True)])
+def test_launch_lean_setting(env, attr, device, lean, monkeypatch):
+    """``MORPHMLP_LAUNCH_LEAN`` (auto / on / off, any case) chooses where
+    the launch-lean mix runs; a module's ``launch_lean`` overrides it."""
+    monkeypatch.setenv('MORPHMLP_LAUNCH_LEAN', env)
+    calls = []
+    mix_lean = MorphFCSpatial._mix_lean
+    monkeypatch.setattr(MorphFCSpatial, '_mix_lean',
+                        lambda self, x: calls.append(1) or mix_lean(self, x))
+    fc = MorphFCSpatial(8, (1, 4)).to(device)
+    fc.launch_lean = attr
+    with torch.no_grad():
+        fc(torch.zeros(1, 2, 4, 4, 8, device=device))
+    assert calls == ([1] if lean else [])
+
+
+def test_launch_lean_setting_refuses_other_values(monkeypatch):
+    monkeypatch.setenv('MORPHMLP_LAUNCH_LEAN', 'sometimes')
+    with pytest.raises(ValueError, match="MORPHMLP_LAUNCH_LEAN.*'auto', "
+                       "'on', 'off'.*'sometimes'"):
+        MorphFCSpatial(8, (1, 4))(torch.zeros(1, 2, 4, 4, 8))
+
+
 @pytest.mark.parametrize('step', ['inference', 'training'])
 def test_fewer_kernels_than_plain_off_the_cpu(step):
     """Off the CPU a step launches no more kernels than the plain

@@ -1018,7 +1018,7 @@ def paired_median(num: Optional[Sequence[float]],
 
 
 def run_benchmark(args, specs: List[Spec]) -> Dict:
-    from morphmlp_mm.models import gemm
+    from morphmlp_mm.models import gemm, morph_fc
     torch.set_num_threads(args.threads)
     clock = make_clock(args.clock, args.device)
     batch = specs[0].shape[0]
@@ -1031,6 +1031,7 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
         cpu=platform.processor() or platform.machine(),
         cpu_model=gemm.cpu_model(), cpu_vendor=gemm.cpu_vendor(),
         gemm_backend=gemm.gemm_backend(),
+        launch_lean=morph_fc.launch_lean_setting(),
         cores=os.cpu_count(), loadavg_start=os.getloadavg(),
         repeats=args.repeats, clock=args.clock, batch=batch,
         device=str(args.device), device_name=device_name(args.device),
@@ -1045,7 +1046,8 @@ def run_benchmark(args, specs: List[Spec]) -> Dict:
           f"{meta['cores']} cores ({meta['cpu_model'] or meta['cpu']}), "
           f"{args.clock} clock, loadavg "
           f"{tuple(round(v, 1) for v in meta['loadavg_start'])}, MorphMLP "
-          f"training GEMMs: {meta['gemm_backend']}")
+          f"training GEMMs: {meta['gemm_backend']}, MorphFC_s launch-lean "
+          f"mix: {meta['launch_lean']} (MORPHMLP_LAUNCH_LEAN)")
     if args.threads > 1 and meta['loadavg_start'][0] > (os.cpu_count() or 1):
         print('WARNING: more runnable processes than cores: with several '
               'threads every parallel region waits for a descheduled '
