@@ -179,19 +179,20 @@ class MorphBlock(BaseModule):
 
     def _add_path(self, x: torch.Tensor,
                   branch: torch.Tensor) -> torch.Tensor:
-        """``x + self.drop_path(branch)`` in one pass over the block.
+        """``x + self.drop_path(branch)`` with one pass less over the
+        branch.
 
-        An active DropPath divides and multiplies the whole branch before
-        the residual sum: two more passes in the forward and one more in
-        the backward, and two more kernels. Here its per-sample factor (the
-        module's own draw, :meth:`_path_scale`, on the branch's dtype as it
-        would draw for the branch) enters one ``addcmul``; the samples it
-        drops are the same.
+        An active DropPath divides and then multiplies the whole branch
+        before the residual sum. Here the branch is multiplied once by its
+        per-sample factor (:meth:`_path_scale`: the draw DropPath makes for
+        the branch, so the same samples are dropped). Not ``addcmul``: CUDA
+        autocast promotes its inputs to the widest dtype, which would cast
+        the half-precision branch to float32 in a pass of its own.
         """
         scale = self._path_scale(branch)
         if scale is None:
             return x + self.drop_path(branch)  # Identity, or eval mode
-        return torch.addcmul(x, branch, scale)
+        return x + branch * scale
 
     def _draws_random(self) -> bool:
         """Whether a training forward draws random numbers (DropPath)."""
