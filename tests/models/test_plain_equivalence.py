@@ -48,18 +48,26 @@ def grads(model, x, weight):
     return outs, x.grad, named
 
 
-def check_grads(ours, plain, x):
+def check_grads(ours, plain, x, seed=None):
+    """Outputs and gradients of ``ours`` equal those of ``plain``; with
+    ``seed``, each model's step starts from that global seed (random
+    layers draw the same). Returns the outputs of ``ours``."""
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         shapes = [o.shape for o in as_tuple(plain(x))]
     weight = [torch.randn(s, generator=gen) for s in shapes]
-    out_a, gx_a, gp_a = grads(ours, x, weight)
-    out_b, gx_b, gp_b = grads(plain, x, weight)
+    results = []
+    for model in (ours, plain):
+        if seed is not None:
+            torch.manual_seed(seed)
+        results.append(grads(model, x, weight))
+    (out_a, gx_a, gp_a), (out_b, gx_b, gp_b) = results
     assert_outputs_close(out_a, out_b)
     assert_grad_close(gx_a, gx_b, 'input')
     assert gp_a.keys() == gp_b.keys() and gp_a
     for name in gp_a:
         assert_grad_close(gp_a[name], gp_b[name], name)
+    return out_a
 
 
 def assert_grad_close(ours, plain, name):
@@ -567,29 +575,15 @@ def test_path_scale_is_drop_paths_draw(dtype, prob):
 
 
 def test_block_residuals_equal_drop_path_modules():
-    """A training block adds its MorphFC_s and MLP branches with the
-    DropPath factor in one ``addcmul``; the plain block calls the module
-    on each branch. Same seed: the same outputs and gradients (and paths
-    were dropped)."""
+    """A training block adds its MorphFC_s and MLP branches times the
+    DropPath factor; the plain block calls the module on each branch. Same
+    seed: the same outputs and gradients (and paths were dropped)."""
     model = video_model(drop_path_rate=0.5, norm_eval=True).train()
-    plain = build_plain(model)
     x = torch.randn(4, 3, 8, 32, 32,
                     generator=torch.Generator().manual_seed(8))
+    outs = check_grads(model, build_plain(model), x, seed=5)
     with torch.no_grad():
-        shapes = [o.shape for o in as_tuple(plain(x))]
-    gen = torch.Generator().manual_seed(1)
-    weight = [torch.randn(s, generator=gen) for s in shapes]
-    results = []
-    for m in (model, plain):
-        torch.manual_seed(5)
-        results.append(grads(m, x, weight))
-    (out_a, gx_a, gp_a), (out_b, gx_b, gp_b) = results
-    assert_outputs_close(out_a, out_b)
-    assert_grad_close(gx_a, gx_b, 'input')
-    for name in gp_a:
-        assert_grad_close(gp_a[name], gp_b[name], name)
-    with torch.no_grad():
-        assert not torch.allclose(out_a[-1], model.eval()(x)[-1], atol=1e-3)
+        assert not torch.allclose(outs[-1], model.eval()(x)[-1], atol=1e-3)
 
 
 @pytest.mark.parametrize('drop_path', [0., 0.5])
