@@ -345,23 +345,19 @@ def _real_token_mask(shape: Tuple[int, int, int], window: Tuple[int, int],
                      dtype: torch.dtype) -> torch.Tensor:
     """(F * nh * nw * L, 1) ones at the window-row tokens of a padded map
     that lie on the (F, H, W) map, zeros at the padding, in the row order of
-    :func:`_to_windows`. Built once per geometry and device (not kept
+    :func:`_to_windows`, which makes it: the rows of one channel group of a
+    map of ones, zero-padded. Built once per geometry and device (not kept
     when made under ``torch.inference_mode``, whose tensors autograd
     refuses later, or while a graph is captured)."""
     key = (shape, window, transpose, device, dtype)
     keep = not (torch.is_inference_mode_enabled() or graph_capture())
     mask = _REAL_TOKEN_MASKS.get(key) if keep else None
     if mask is None:
-        F_, H, W = shape
-        wh, ww = _window_extent(window, transpose)
-        nh, nw = math.ceil(H / wh), math.ceil(W / ww)
-        real = torch.zeros(F_, nh * wh, nw * ww, device=device, dtype=dtype)
-        real[:, :H, :W] = 1
-        real = real.view(F_, nh, wh, nw, ww)
-        # token order within a window row: (wh, ww), or (ww, wh) transposed
-        real = real.permute(0, 1, 3, 4, 2) if transpose else \
-            real.permute(0, 1, 3, 2, 4)
-        mask = real.reshape(-1, 1)
+        groups = window[0] * window[1]  # one channel per group
+        ones = torch.ones(1, *shape, groups, device=device, dtype=dtype)
+        rows = _to_windows(ones, window, transpose)  # (G * windows, L)
+        # a copy, so the cache does not hold the other groups' rows
+        mask = rows[:rows.shape[0] // groups].reshape(-1, 1).clone()
         if keep:
             if len(_REAL_TOKEN_MASKS) >= 64:
                 _REAL_TOKEN_MASKS.clear()
