@@ -327,6 +327,27 @@ def test_checkpoint_saves_are_atomic(tmp_path, monkeypatch):
     assert (tmp_path / 'last_checkpoint').read_text() == 'epoch_1.pth'
 
 
+def test_checkpoint_saves_keep_open_permissions(tmp_path):
+    """An atomic save leaves a new file with the mode ``open(..., 'wb')``
+    gives it (0o666 less the umask, not mkstemp's owner-only 0o600) and an
+    existing file with its own mode."""
+    from mmengine.runner.checkpoint import save_checkpoint
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / 'epoch_1.pth'
+        save_checkpoint({'state_dict': {'w': torch.ones(3)}}, str(path))
+        assert path.stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        other = tmp_path / 'epoch_2.pth'
+        save_checkpoint({'state_dict': {'w': torch.ones(3)}}, str(other))
+        assert other.stat().st_mode & 0o777 == 0o600
+        os.chmod(path, 0o640)
+        save_checkpoint({'state_dict': {'w': torch.zeros(3)}}, str(path))
+        assert path.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+
+
 def test_scheduler_state_with_counter_loads(tmp_path):
     import collections
     from morphmlp_mm.utils import safe_torch_load
