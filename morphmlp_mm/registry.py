@@ -5,7 +5,8 @@ This is the only module that touches the hosts' registries:
 * ``MorphMLP`` (image) -> ``mmpretrain.registry.MODELS`` and
   ``mmseg.registry.MODELS``;
 * ``MorphMLP3D`` (video) -> ``mmaction.registry.MODELS``;
-* ``RobustVideoDataset`` -> ``mmaction.registry.DATASETS`` and
+* ``RobustVideoDataset``, ``RobustRepeatAugDataset`` ->
+  ``mmaction.registry.DATASETS`` and
   ``ShuffleFrames``, ``ReverseFrames``, ``PyAVInitCounted`` ->
   ``mmaction.registry.TRANSFORMS``;
 * the hooks and ``ClassCurriculumSampler`` -> mmengine's root ``HOOKS`` and
@@ -41,8 +42,10 @@ def _register_mmaction_data() -> None:
     """Dataset and transform additions; they import mmaction themselves."""
     from mmaction.registry import DATASETS, TRANSFORMS
     from .datasets import (PyAVInitCounted, ReverseFrames,
-                           RobustVideoDataset, ShuffleFrames)
+                           RobustRepeatAugDataset, RobustVideoDataset,
+                           ShuffleFrames)
     _register(DATASETS, RobustVideoDataset)
+    _register(DATASETS, RobustRepeatAugDataset)
     _register(TRANSFORMS, ShuffleFrames)
     _register(TRANSFORMS, ReverseFrames)
     _register(TRANSFORMS, PyAVInitCounted)

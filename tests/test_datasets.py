@@ -1,11 +1,11 @@
-"""RobustVideoDataset (wrong paths, unreadable videos), ShuffleFrames and
-ReverseFrames."""
+"""RobustVideoDataset and RobustRepeatAugDataset (wrong paths, unreadable
+videos), ShuffleFrames and ReverseFrames."""
 import cv2
 import numpy as np
 import pytest
 
-from morphmlp_mm.datasets import (ReverseFrames, RobustVideoDataset,
-                                  ShuffleFrames)
+from morphmlp_mm.datasets import (ReverseFrames, RobustRepeatAugDataset,
+                                  RobustVideoDataset, ShuffleFrames)
 
 PIPELINE = [
     dict(type='DecordInit'),
@@ -36,10 +36,10 @@ def video_root(tmp_path):
     return tmp_path
 
 
-def build(root, **kwargs):
+def build(root, cls=RobustVideoDataset, **kwargs):
     from mmengine.registry import DefaultScope
     with DefaultScope.overwrite_default_scope('mmaction'):
-        return RobustVideoDataset(
+        return cls(
             ann_file=str(root / 'ann.txt'),
             data_prefix=dict(video=str(root / 'videos')),
             pipeline=PIPELINE, **kwargs)
@@ -57,6 +57,31 @@ def test_training_skips_unreadable_videos_with_a_warning(video_root):
     assert dataset.prepare_data(2) is None
     assert dataset.skipped[str(video_root / 'videos' / 'missing.mp4')] == \
         'file does not exist'
+
+
+def test_repeat_aug_training_skips_unreadable_videos(video_root):
+    """The recognition configs' decord training set: one decode, two
+    augmented clips; an unreadable video is skipped as in
+    RobustVideoDataset, where mmaction2's RepeatAugDataset raises decord's
+    error, which does not name the file."""
+    from mmaction.datasets import RepeatAugDataset
+    plain = build(video_root, cls=RepeatAugDataset, num_repeats=2,
+                  sample_once=True)
+    with pytest.raises(Exception) as info:
+        plain.prepare_data(1)
+    assert 'corrupt.mp4' not in str(info.value)
+
+    dataset = build(video_root, cls=RobustRepeatAugDataset, num_repeats=2,
+                    sample_once=True)
+    for idx in (1, 2):
+        clips = dataset[idx]  # redrawn until the good video comes up
+        assert [c['inputs'].shape for c in clips] == [(1, 3, 4, 32, 32)] * 2
+    assert dataset.prepare_data(1) is None
+    assert str(video_root / 'videos' / 'corrupt.mp4') in dataset.skipped
+    strict = build(video_root, cls=RobustRepeatAugDataset, num_repeats=2,
+                   skip_corrupt=False)
+    with pytest.raises(RuntimeError, match=r"corrupt\.mp4.*skip_corrupt"):
+        strict.prepare_data(1)
 
 
 @pytest.mark.parametrize('kwargs', [dict(test_mode=True),

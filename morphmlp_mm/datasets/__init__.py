@@ -1,7 +1,8 @@
 """mmaction2-side data helpers (imported only when mmaction2 is installed)."""
-from .video import (PyAVInitCounted, ReverseFrames, RobustVideoDataset,
-                    ShuffleFrames)
+from .video import (PyAVInitCounted, ReverseFrames, RobustRepeatAugDataset,
+                    RobustVideoDataset, ShuffleFrames)
 
 __all__ = [
-    'PyAVInitCounted', 'ReverseFrames', 'RobustVideoDataset', 'ShuffleFrames'
+    'PyAVInitCounted', 'ReverseFrames', 'RobustRepeatAugDataset',
+    'RobustVideoDataset', 'ShuffleFrames'
 ]

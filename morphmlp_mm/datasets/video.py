@@ -3,6 +3,9 @@
 * :class:`RobustVideoDataset`: mmaction2's ``VideoDataset`` plus clear errors
   for a wrong ``data_root`` / annotation file and a configurable skip (with a
   warning) of videos that cannot be read during training.
+* :class:`RobustRepeatAugDataset`: the same for mmaction2's
+  ``RepeatAugDataset`` (one decode, several augmented clips; decord only),
+  the training set of the recognition configs.
 * :class:`ShuffleFrames`: shuffles the sampled frame order of each clip, the
   control experiment for temporal modelling.
 * :class:`ReverseFrames`: plays a clip backwards and swaps its label with the
@@ -15,14 +18,16 @@ import os.path as osp
 from typing import Dict, Iterable, Optional, Sequence
 
 import numpy as np
-from mmaction.datasets import VideoDataset
+from mmaction.datasets import RepeatAugDataset, VideoDataset
 from mmaction.datasets.transforms import PyAVInit
 from mmcv.transforms import BaseTransform
 from mmengine.logging import print_log
 
 
-class RobustVideoDataset(VideoDataset):
-    """``VideoDataset`` that fails clearly and can skip unreadable videos.
+class _RobustVideos:
+    """What :class:`RobustVideoDataset` and :class:`RobustRepeatAugDataset`
+    add to the mmaction2 dataset they are mixed into (first in the bases):
+    clear errors for wrong paths and a skip of unreadable videos.
 
     Args:
         skip_corrupt (bool): In training, a video that is missing or cannot be
@@ -93,6 +98,19 @@ class RobustVideoDataset(VideoDataset):
                 f'{len(self)} videos were unreadable so far ({examples}). '
                 'Check data_root / data_prefix and the video files, or lower '
                 'max_refetch to fail sooner') from err
+
+
+class RobustVideoDataset(_RobustVideos, VideoDataset):
+    """mmaction2's ``VideoDataset`` that fails clearly and can skip
+    unreadable videos (see :class:`_RobustVideos` for ``skip_corrupt``)."""
+
+
+class RobustRepeatAugDataset(_RobustVideos, RepeatAugDataset):
+    """mmaction2's ``RepeatAugDataset`` (each video decoded once and
+    augmented ``num_repeats`` times; decord only) that fails clearly and can
+    skip unreadable videos (see :class:`_RobustVideos` for
+    ``skip_corrupt``): a video decord cannot open is skipped with a warning
+    in training, as :class:`RobustVideoDataset` does."""
 
 
 def _clip_len(results: dict, n: int, who: str, what: str) -> int:

@@ -301,7 +301,7 @@ def test_official_recipe(name):
     # 8 GPUs x 8 videos, each decoded once and augmented twice
     train = cfg.train_dataloader
     assert train.batch_size == 8
-    assert train.dataset.type == 'RepeatAugDataset'
+    assert train.dataset.type == 'RobustRepeatAugDataset'
     assert (train.dataset.num_repeats, train.dataset.sample_once) == (2, True)
     assert train.collate_fn.type == 'repeat_pseudo_collate'
 
@@ -494,7 +494,7 @@ def test_decoder_switch(decoder, monkeypatch, tiny_data):
                                  for t in pair}, split
         train = cfg.train_dataloader
         if decoder == 'decord':  # mmaction2's RepeatAugDataset: decord only
-            assert train.dataset.type == 'RepeatAugDataset'
+            assert train.dataset.type == 'RobustRepeatAugDataset'
             assert train.batch_size == 8
         else:  # same 16 clips per GPU and step without repeats
             assert train.dataset.type == 'RobustVideoDataset'

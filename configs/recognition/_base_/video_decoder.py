@@ -17,9 +17,11 @@
 #
 # Repeated augmentation: the official recipe decodes each training video once
 # and augments it twice (AUG.NUM_SAMPLE 2). mmaction2 does this with
-# RepeatAugDataset, which only works with decord. With PyAV or OpenCV the
-# training set is a plain (Robust)VideoDataset and ``train_videos_per_gpu``
-# doubles, so a step still sees the same number of clips (16 per GPU).
+# RepeatAugDataset, which only works with decord; RobustRepeatAugDataset
+# (morphmlp_mm) is that class with RobustVideoDataset's clear errors and skip
+# of unreadable videos. With PyAV or OpenCV the training set is a
+# RobustVideoDataset and ``train_videos_per_gpu`` doubles, so a step still
+# sees the same number of clips (16 per GPU).
 decoder = '{{$MORPHMLP_DECODER:decord}}'
 
 _decoders = dict(
@@ -43,7 +45,7 @@ del _decoders
 train_clips_per_gpu = 16
 if decoder == 'decord':
     num_repeats = 2
-    train_dataset_type = 'RepeatAugDataset'
+    train_dataset_type = 'RobustRepeatAugDataset'
     train_dataset_extra = dict(num_repeats=num_repeats, sample_once=True)
     train_collate_fn = dict(type='repeat_pseudo_collate')
 else:
