@@ -22,12 +22,14 @@ Behaviour worth knowing:
 * ``work_dir`` priority: ``--work-dir`` > ``work_dir`` in the config (or in
   ``--cfg-options``) > ``./work_dirs/<config stem>``. Logs go to a fresh
   ``<work_dir>/<timestamp>/`` per run (mmengine); checkpoints go to
-  ``<work_dir>`` itself, so a warning is printed when a new, non-resumed run
-  starts in a directory that already holds checkpoints.
+  ``<work_dir>`` itself, so a new, non-resumed run refuses to start in a
+  directory that already holds checkpoints unless ``--overwrite`` is given
+  (:func:`check_existing_checkpoints`).
 * ``--cfg-options`` is merged right after the config is read; the explicit
   flags (``--work-dir``, ``--amp``, ``--seed``...) are applied after it.
-* ``--amp`` refuses to start on a machine without CUDA/NPU/MLU/MUSA instead
-  of failing deep inside ``AmpOptimWrapper``.
+* ``--amp``, or a config whose ``optim_wrapper`` is ``AmpOptimWrapper``
+  (every recognition config), refuses to start on a machine without
+  CUDA/NPU/MLU/MUSA instead of failing deep inside ``AmpOptimWrapper``.
 * ``--launcher pytorch`` on a machine without GPUs initialises a ``gloo``
   process group itself (mmengine 0.10.7 calls ``torch.cuda.set_device``
   unconditionally) and wraps the model in DDP without ``device_ids``.
@@ -39,7 +41,11 @@ Behaviour worth knowing:
   be used are checked (:func:`check_dataset_paths`): a wrong ``data_root``
   stops with a message naming the config key instead of a bare
   ``FileNotFoundError`` (or, for an empty image folder, mmseg's
-  ``need at least one array to concatenate``) deep inside a host.
+  ``need at least one array to concatenate``) deep inside a host. So are
+  the local checkpoints the model starts from (``init_cfg`` of type
+  ``Pretrained``, ``load_from``; :func:`check_checkpoint_paths`) and the
+  class counts that must agree (the head's and Mixup / CutMix's;
+  :func:`check_class_counts`).
 * ``--resume`` (auto) is robust to a run killed at any moment (see
   docs/reliability.md): leftovers of an interrupted atomic save are
   removed, and a ``last_checkpoint`` that is empty or names a missing file
@@ -106,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
         '--amp', action='store_true',
         help='automatic mixed precision: use AmpOptimWrapper (needs a GPU)')
     parser.add_argument(
+        '--overwrite', action='store_true',
+        help='start a new run in a work dir that already holds checkpoints, '
+        'replacing those with the same names (without it such a run '
+        'refuses to start)')
+    parser.add_argument(
         '--no-validate', action='store_true',
         help='do not evaluate checkpoints during training')
     parser.add_argument(
@@ -164,6 +175,8 @@ def read_config(path: str) -> Config:
             f'error: config {path}: no such file. Pass the path of a config '
             'file, e.g. configs/recognition/<name>.py (relative paths start '
             f'at {os.getcwd()})') from err
+    except ValueError as err:  # the config's own checks (MORPHMLP_DECODER)
+        raise SystemExit(f'error: config {path}: {err}') from err
 
 
 def import_plugin() -> None:
@@ -204,6 +217,13 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             ``--auto-scale-lr`` without ``auto_scale_lr`` in the config).
     """
     if args.cfg_options is not None:
+        if 'decoder' in args.cfg_options and 'decoder' in cfg:
+            raise ValueError(
+                f'--cfg-options decoder={args.cfg_options["decoder"]} has no '
+                'effect: the config built its pipelines from `decoder` when '
+                'it was read. Choose the decoder with the environment '
+                'variable instead: MORPHMLP_DECODER=<decord|pyav|opencv> '
+                'python tools/train.py ...')
         cfg.merge_from_dict(args.cfg_options)
 
     cfg.launcher = args.launcher
@@ -219,11 +239,10 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
     if args.amp:
         if not accelerator_available():
-            msg = ('--amp needs a CUDA (or NPU/MLU/MUSA) device: mmengine '
-                   'AmpOptimWrapper does not run on CPU. Drop --amp to train '
-                   'in fp32 on this machine.')
-            warnings.warn(msg)
-            raise ValueError(msg)
+            raise ValueError(
+                '--amp needs a CUDA (or NPU/MLU/MUSA) device: mmengine '
+                'AmpOptimWrapper does not run on CPU. Drop --amp to train in '
+                'fp32 on this machine.')
         wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
             raise ValueError(
@@ -231,6 +250,17 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
                 'only OptimWrapper/AmpOptimWrapper can be switched to AMP')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    elif (cfg.get('optim_wrapper', None) or {}).get('type', None) == \
+            'AmpOptimWrapper' and not accelerator_available():
+        amp_keys = [k for k in ('loss_scale', 'dtype', 'use_fsdp')
+                    if k in cfg.optim_wrapper]
+        raise ValueError(
+            "optim_wrapper.type='AmpOptimWrapper' (mixed precision, as the "
+            'config was written for GPUs) needs a CUDA (or NPU/MLU/MUSA) '
+            'device, and this machine has none. Train in fp32 here with '
+            '--cfg-options optim_wrapper.type=OptimWrapper' +
+            (f' (and remove optim_wrapper.{", ".join(amp_keys)} from the '
+             'config: OptimWrapper does not take them)' if amp_keys else ''))
 
     if args.resume == 'auto':
         cfg.resume = True
@@ -274,21 +304,40 @@ def _is_empty_dir(path: str) -> bool:
         return next(entries, None) is None
 
 
-def _dataset_problems(dataset: Any, where: str) -> List[str]:
-    """Path problems of one dataset config (wrapper datasets recursed)."""
+def _dataset_problems(dataset: Any, where: str,
+                      hints: Optional[List[str]] = None) -> List[str]:
+    """Path problems of one dataset config (wrapper datasets recursed).
+
+    ``hints``, when given, receives a ``--cfg-options`` example per dataset
+    with problems: its ``data_root`` where it has one, else the keys that
+    failed (the recognition configs give ``ann_file`` and ``data_prefix``
+    relative to the working directory, without a ``data_root``).
+    """
     if not isinstance(dataset, dict):
         return []
     problems = []
     if isinstance(dataset.get('dataset', None), dict):  # Repeat/ClassBalanced
-        problems += _dataset_problems(dataset['dataset'], where + '.dataset')
+        problems += _dataset_problems(dataset['dataset'], where + '.dataset',
+                                      hints)
     for i, sub in enumerate(dataset.get('datasets', None) or []):  # Concat
-        problems += _dataset_problems(sub, f'{where}.datasets[{i}]')
+        problems += _dataset_problems(sub, f'{where}.datasets.{i}', hints)
     data_root = dataset.get('data_root', None) or ''
     if not isinstance(data_root, str) or _is_remote(data_root):
         return problems
+    own = _own_problems(dataset, where, data_root)
+    if own and hints is not None:
+        if data_root:
+            hints.append(f'{where}.data_root=/path/to/data')
+        else:
+            hints += [p.split('=', 1)[0] + '=/path/to/it' for p in own]
+    return problems + own
+
+
+def _own_problems(dataset: dict, where: str, data_root: str) -> List[str]:
+    """:func:`_dataset_problems` of one dataset, its wrapped ones aside."""
+    problems: List[str] = []
     if data_root and not osp.isdir(osp.expanduser(data_root)):
-        return problems + [
-            f'{where}.data_root={data_root!r} is not a directory']
+        return [f'{where}.data_root={data_root!r} is not a directory']
 
     def full(path: str) -> str:
         path = osp.expanduser(path)
@@ -305,6 +354,13 @@ def _dataset_problems(dataset: Any, where: str) -> List[str]:
         prefix = dict(img_path=prefix)
     if not isinstance(prefix, dict):
         return problems
+    split = dataset.get('split', None)
+    if (isinstance(split, str) and split and not ann_file
+            and not any(prefix.values())):
+        # mmpretrain's ImageNet / CustomDataset: <data_root>/<split>/
+        if not osp.isdir(full(split)):
+            problems.append(f'{where}.split={split!r}: no such folder '
+                            f'(looked for {full(split)!r})')
     for key, value in prefix.items():
         if not isinstance(value, str) or not value or _is_remote(value):
             continue
@@ -331,20 +387,22 @@ def check_dataset_paths(cfg: Config, dataloaders: Any = TRAIN_DATALOADERS
         ValueError: one or more paths do not exist; the message names each
             config key, its value and how to fix it.
     """
-    problems = []
+    problems: List[str] = []
+    hints: List[str] = []
     for name in dataloaders:
         loader = cfg.get(name, None)
         if isinstance(loader, dict):
             problems += _dataset_problems(loader.get('dataset', None),
-                                          f'{name}.dataset')
+                                          f'{name}.dataset', hints)
     if problems:
         raise ValueError(
             'the dataset paths of the config do not exist:\n  - ' +
-            '\n  - '.join(problems) +
-            '\nPoint data_root (and ann_file / data_prefix) at your copy of '
-            'the dataset, in the config or with --cfg-options '
-            '<dataloader>.dataset.data_root=/path/to/data; see '
-            'docs/data_preparation.md for the expected layouts.')
+            '\n  - '.join(problems) + '\nPoint the datasets at your copy, '
+            'in the config or with --cfg-options, e.g. ' +
+            ' '.join(dict.fromkeys(hints)) + ' (relative paths start at '
+            f'{os.getcwd()}); see docs/data_preparation.md for the expected '
+            'layouts.')
+
 
 
 def remove_stale_tmp_files(work_dir: str) -> List[str]:
@@ -571,22 +629,149 @@ def register_reliability_hooks(runner, resume: bool, source: Optional[str]
         runner.register_hook(CheckpointMatchHook('resume', source=source))
 
 
-def warn_existing_checkpoints(cfg: Config) -> None:
-    """Warn when a fresh run would overwrite checkpoints in ``work_dir``."""
+def check_existing_checkpoints(cfg: Config, overwrite: bool = False) -> None:
+    """Refuse a fresh run that would overwrite checkpoints in ``work_dir``.
+
+    mmengine writes every run's checkpoints straight into ``work_dir``
+    (only the logs get a timestamped subfolder), so a second run there
+    replaces ``epoch_1.pth``, the best checkpoint and ``last_checkpoint`` of
+    the first. A resumed run continues the same files and passes.
+
+    Args:
+        cfg (Config): The merged config (``work_dir`` set).
+        overwrite (bool): ``--overwrite``: go ahead, with a warning.
+
+    Raises:
+        ValueError: ``work_dir`` holds checkpoints and neither ``resume``
+            nor ``overwrite`` is set.
+    """
     if cfg.get('resume', False):
         return
     work_dir = cfg.work_dir
-    if not osp.isdir(work_dir):
+    if _is_remote(work_dir) or not osp.isdir(work_dir):
         return
     ckpts = sorted(f for f in os.listdir(work_dir)
                    if f.endswith('.pth') or f == 'last_checkpoint')
-    if ckpts:
-        warnings.warn(
-            f'work_dir {work_dir} already holds {", ".join(ckpts[:5])}'
-            f'{" ..." if len(ckpts) > 5 else ""}; this new run writes '
-            'checkpoints with the same names there (logs go to a new '
-            'timestamped subdirectory). Use --resume to continue that run or '
-            '--work-dir to start elsewhere.')
+    if not ckpts:
+        return
+    listed = f'{", ".join(ckpts[:5])}{" ..." if len(ckpts) > 5 else ""}'
+    if overwrite:
+        warnings.warn(f'--overwrite: this new run writes its checkpoints '
+                      f'into {work_dir}, over {listed} of an earlier run')
+        return
+    raise ValueError(
+        f'work_dir {work_dir} already holds checkpoints of an earlier run '
+        f'({listed}); a new run would overwrite them. Pass --resume to '
+        'continue that run, --work-dir to start elsewhere, or --overwrite '
+        'to replace them.')
+
+
+def _find_pretrained(node: Any, where: str) -> List[tuple]:
+    """(config key, checkpoint) of every ``Pretrained`` init_cfg below
+    ``node`` (dicts and lists of the model config)."""
+    found = []
+    if isinstance(node, dict):
+        if node.get('type', None) == 'Pretrained' and isinstance(
+                node.get('checkpoint', None), str):
+            found.append((where, node['checkpoint']))
+        for key, value in node.items():
+            found += _find_pretrained(value, f'{where}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            found += _find_pretrained(value, f'{where}.{i}')
+    return found
+
+
+def check_checkpoint_paths(cfg: Config) -> None:
+    """Check the local checkpoints a new run starts from.
+
+    Every ``init_cfg`` of type ``Pretrained`` in ``model`` (the recognition
+    and segmentation configs start their backbone from ImageNet-1K weights
+    under ``pretrained/``) and ``load_from``. mmengine reads them only after
+    building the datasets and the model, and then stops with a bare
+    ``FileNotFoundError``. URLs and ``open-mmlab://`` / ``torchvision://``
+    names are left to mmengine.
+
+    Raises:
+        ValueError: a local checkpoint does not exist; the message names the
+            key and how to go on.
+    """
+    problems = []
+    for where, path in _find_pretrained(cfg.get('model', None), 'model'):
+        if _is_remote(path) or osp.isfile(osp.expanduser(path)):
+            continue
+        key = where if where.endswith('init_cfg') else f'{where}.checkpoint'
+        problems.append(
+            f'{where}.checkpoint={path!r} does not exist. Convert or '
+            'download the weights to that path (docs/checkpoints.md), point '
+            f'{key} elsewhere, or train from scratch with --cfg-options '
+            f'{where}=None')
+    load_from = cfg.get('load_from', None)
+    if (isinstance(load_from, str) and not cfg.get('resume', False)
+            and not _is_remote(load_from)
+            and not osp.isfile(osp.expanduser(load_from))):
+        problems.append(f'load_from={load_from!r} does not exist')
+    if problems:
+        raise ValueError('checkpoints the config starts from are missing:\n'
+                         '  - ' + '\n  - '.join(problems))
+
+
+def _class_counts(cfg: Config) -> List[tuple]:
+    """(config key, num_classes) of every place a classifier's class count
+    is set: the head(s) and the label mixing that one-hot encodes labels
+    (mmaction2 ``MixupBlending`` / ``CutmixBlending``, mmpretrain's data
+    preprocessor when the model mixes batches)."""
+    model = cfg.get('model', None) or {}
+    found = []
+    for head in ('cls_head', 'head', 'decode_head', 'auxiliary_head'):
+        value = model.get(head, None)
+        heads = value if isinstance(value, (list, tuple)) else [value]
+        for i, h in enumerate(heads):
+            if isinstance(h, dict) and 'num_classes' in h:
+                key = f'model.{head}' + (f'.{i}' if len(heads) > 1 else '')
+                found.append((f'{key}.num_classes', h['num_classes']))
+    preprocessor = model.get('data_preprocessor', None) or {}
+    blending = preprocessor.get('blending', None) or {}
+    base = 'model.data_preprocessor.blending'
+    if 'num_classes' in blending:
+        found.append((f'{base}.num_classes', blending['num_classes']))
+    for i, aug in enumerate(blending.get('augments', None) or []):
+        if isinstance(aug, dict) and 'num_classes' in aug:
+            found.append((f'{base}.augments.{i}.num_classes',
+                          aug['num_classes']))
+    if (model.get('train_cfg', None) or {}).get('augments', None):
+        for key, pre in (('model.data_preprocessor', preprocessor),
+                         ('data_preprocessor',
+                          cfg.get('data_preprocessor', None) or {})):
+            if isinstance(pre, dict) and 'num_classes' in pre:
+                found.append((f'{key}.num_classes', pre['num_classes']))
+                break
+    return found
+
+
+def check_class_counts(cfg: Config) -> None:
+    """Check that every class count of the model agrees.
+
+    Changing ``model.cls_head.num_classes`` alone, the usual first step of a
+    fine-tune on another dataset, otherwise trains until the first
+    accuracy evaluation and then fails inside mmaction2 with ``operands
+    could not be broadcast together with shapes (4,4) (4,1,174)`` (the
+    Mixup / CutMix labels still have the old width).
+
+    Raises:
+        ValueError: the counts differ; the message lists them and gives the
+            ``--cfg-options`` that sets all of them.
+    """
+    counts = _class_counts(cfg)
+    if len({n for _, n in counts}) <= 1:
+        return
+    head = counts[0][1]
+    listed = ', '.join(f'{k}={n}' for k, n in counts)
+    fix = ' '.join(f'{k}={head}' for k, n in counts if n != head)
+    raise ValueError(
+        f'the class counts of the config disagree: {listed}. Every one must '
+        'be the number of classes of your dataset, e.g. to keep '
+        f'{counts[0][0]}={head}: --cfg-options {fix}')
 
 
 def setup_cpu_distributed(cfg: Config) -> None:
@@ -650,15 +835,19 @@ def main(argv: Optional[List[str]] = None) -> None:
     cfg = read_config(args.config)
     try:
         cfg = merge_args(cfg, args)
+        # mmpretrain's schedules set ``val_cfg = dict()``: still validated
         check_dataset_paths(cfg, [
             name for name in TRAIN_DATALOADERS
-            if name != 'val_dataloader' or cfg.get('val_cfg', None)
+            if name != 'val_dataloader'
+            or cfg.get('val_cfg', None) is not None
         ])
+        check_checkpoint_paths(cfg)
+        check_class_counts(cfg)
+        check_existing_checkpoints(cfg, args.overwrite)
         resume_from = prepare_auto_resume(cfg)
         setup_cpu_distributed(cfg)
     except ValueError as err:
         raise SystemExit(f'error: {err}')
-    warn_existing_checkpoints(cfg)
     runner = build_runner(cfg)
     register_reliability_hooks(runner, bool(cfg.get('resume', False)),
                                resume_from)
@@ -667,6 +856,17 @@ def main(argv: Optional[List[str]] = None) -> None:
         runner.train()
     except CheckpointMismatchError as err:
         raise SystemExit(f'error: {err}')
+    except ValueError as err:
+        if not cfg.get('resume', False) or 'parameter group' not in str(err):
+            raise
+        raise SystemExit(
+            f'error: cannot resume from {resume_from}: its optimizer state '
+            f'does not fit this config\'s optim_wrapper ({err}): the '
+            'optimizer or its paramwise_cfg changed since that checkpoint was '
+            'saved. Resume with the config it was trained with (stored in '
+            "checkpoint['meta']['config']), or start a new run from its "
+            'weights with --cfg-options load_from=<checkpoint> (no --resume)'
+            ) from err
 
 
 if __name__ == '__main__':

@@ -536,6 +536,14 @@ def test_unknown_decoder_is_refused(monkeypatch):
     monkeypatch.setenv('MORPHMLP_DECODER', 'ffmpeg')
     with pytest.raises(ValueError, match="decoder='ffmpeg'.*'decord'"):
         load(SSV2_S16)
+    # tools/train.py and tools/test.py: one line, no traceback
+    from tool_scripts import load_script
+    with pytest.raises(SystemExit, match=r"error: config .*: decoder="
+                       r"'ffmpeg' \(MORPHMLP_DECODER\)"):
+        load_script('tools/train.py').read_config(
+            str(ROOT / 'configs' / 'recognition' / SSV2_S16))
+    monkeypatch.setenv('MORPHMLP_DECODER', ' PyAV ')  # as typed
+    assert load(SSV2_S16).decoder == 'pyav'
 
 
 # --------------------------------------------------------------------------

@@ -189,15 +189,23 @@ def test_merge_args_resume_validate_scale_lr(argv, tmp_path):
 
 def test_amp_refused_without_gpu_and_switched_with_one(argv, monkeypatch):
     monkeypatch.setattr(train, 'accelerator_available', lambda: False)
-    with pytest.warns(UserWarning, match='--amp needs a CUDA'):
-        with pytest.raises(ValueError, match='AmpOptimWrapper does not run'):
-            train.merge_args(_cfg(), argv(train, 'c.py', '--amp'))
+    with pytest.raises(ValueError, match='AmpOptimWrapper does not run'):
+        train.merge_args(_cfg(), argv(train, 'c.py', '--amp'))
     # through main(): a clear error, before any model is built
     monkeypatch.setattr(train, 'import_plugin', lambda: None)
     monkeypatch.setattr(Config, 'fromfile', staticmethod(lambda p: _cfg()))
-    with pytest.warns(UserWarning):
-        with pytest.raises(SystemExit, match='error: --amp needs a CUDA'):
-            train.main(['c.py', '--amp'])
+    with pytest.raises(SystemExit, match='error: --amp needs a CUDA'):
+        train.main(['c.py', '--amp'])
+    # a config written for GPUs (every recognition config) says the same
+    amp_cfg = _cfg(optim_wrapper=dict(type='AmpOptimWrapper',
+                                      loss_scale='dynamic'))
+    with pytest.raises(ValueError, match=r"(?s)optim_wrapper.type="
+                       r"'AmpOptimWrapper'.*optim_wrapper.type=OptimWrapper"
+                       r".*optim_wrapper.loss_scale"):
+        train.merge_args(amp_cfg, argv(train, 'c.py'))
+    cfg = train.merge_args(amp_cfg, argv(
+        train, 'c.py', '--cfg-options', 'optim_wrapper.type=OptimWrapper'))
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
     monkeypatch.setattr(train, 'accelerator_available', lambda: True)
     cfg = train.merge_args(_cfg(), argv(train, 'c.py', '--amp'))
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
@@ -207,14 +215,151 @@ def test_amp_refused_without_gpu_and_switched_with_one(argv, monkeypatch):
         train.merge_args(custom, argv(train, 'c.py', '--amp'))
 
 
-def test_warns_before_writing_over_checkpoints(tmp_path):
+def test_refuses_to_write_over_checkpoints(tmp_path):
     cfg = Config(dict(work_dir=str(tmp_path)))
-    train.warn_existing_checkpoints(cfg)  # empty dir: silent
+    train.check_existing_checkpoints(cfg)  # empty dir: fine
     (tmp_path / 'epoch_1.pth').write_bytes(b'')
-    with pytest.warns(UserWarning, match='already holds epoch_1.pth'):
-        train.warn_existing_checkpoints(cfg)
+    with pytest.raises(ValueError, match=r'already holds checkpoints.*'
+                       r'epoch_1.pth.*--resume.*--work-dir.*--overwrite'):
+        train.check_existing_checkpoints(cfg)
+    with pytest.warns(UserWarning, match='over epoch_1.pth'):
+        train.check_existing_checkpoints(cfg, overwrite=True)
     cfg.resume = True
-    train.warn_existing_checkpoints(cfg)  # resuming: expected, silent
+    train.check_existing_checkpoints(cfg)  # resuming: expected, fine
+
+
+def test_checkpoints_the_run_starts_from_are_checked(tmp_path):
+    ckpt = tmp_path / 'in1k.pth'
+    missing = str(tmp_path / 'pretrained' / 'morphmlp-small_in1k.pth')
+    model = dict(backbone=dict(type='MorphMLP3D', init_cfg=dict(
+        type='Pretrained', checkpoint=missing)))
+    with pytest.raises(ValueError, match=r'(?s)model.backbone.init_cfg.'
+                       r'checkpoint=.*pretrained/morphmlp-small_in1k.pth.*'
+                       r'docs/checkpoints.md.*--cfg-options '
+                       r'model.backbone.init_cfg=None'):
+        train.check_checkpoint_paths(_cfg(model=model))
+    ckpt.write_bytes(b'')
+    model['backbone']['init_cfg']['checkpoint'] = str(ckpt)
+    train.check_checkpoint_paths(_cfg(model=model))
+    # in an init_cfg list, and URLs are left to mmengine
+    model['backbone']['init_cfg'] = [
+        dict(type='Constant', layer='LayerNorm', val=1),
+        dict(type='Pretrained', checkpoint=missing)]
+    with pytest.raises(ValueError, match=r'model.backbone.init_cfg.1.'
+                       r'checkpoint'):
+        train.check_checkpoint_paths(_cfg(model=model))
+    model['backbone']['init_cfg'][1]['checkpoint'] = 'https://x/y.pth'
+    train.check_checkpoint_paths(_cfg(model=model))
+    with pytest.raises(ValueError, match='load_from=.*does not exist'):
+        train.check_checkpoint_paths(_cfg(load_from=missing))
+    train.check_checkpoint_paths(_cfg(load_from=missing, resume=True))
+
+
+def test_class_counts_must_agree(argv):
+    blending = dict(type='RandomBatchAugment', augments=[
+        dict(type='MixupBlending', alpha=0.8, num_classes=174),
+        dict(type='CutmixBlending', alpha=1.0, num_classes=174)])
+    model = dict(cls_head=dict(type='I3DHead', num_classes=174),
+                 data_preprocessor=dict(blending=blending))
+    train.check_class_counts(_cfg(model=model))
+    # a fine-tune changes the head alone: the message gives the fix, and
+    # the fix (list indices in --cfg-options) passes
+    args = argv(train, 'c.py', '--cfg-options', 'model.cls_head.num_classes=4')
+    cfg = train.merge_args(_cfg(model=model), args)
+    with pytest.raises(ValueError) as info:
+        train.check_class_counts(cfg)
+    text = str(info.value)
+    assert 'model.cls_head.num_classes=4' in text
+    assert 'model.data_preprocessor.blending.augments.1.num_classes=174' \
+        in text
+    fix = text.split('--cfg-options ')[1].split()
+    cfg = train.merge_args(cfg, argv(train, 'c.py', '--cfg-options', *fix))
+    train.check_class_counts(cfg)
+    assert [a.num_classes for a in cfg.model.data_preprocessor.blending
+            .augments] == [4, 4]
+    # mmpretrain: the data preprocessor one-hot encodes for Mixup / CutMix
+    cls = _cfg(model=dict(head=dict(num_classes=10), train_cfg=dict(
+        augments=[dict(type='Mixup', alpha=.8)])),
+        data_preprocessor=dict(num_classes=1000))
+    with pytest.raises(ValueError, match='data_preprocessor.num_classes=1000'):
+        train.check_class_counts(cls)
+    cls.model.train_cfg = None  # no batch mixing: the count is unused
+    train.check_class_counts(cls)
+    # mmseg: the auxiliary head must agree with the decode head
+    seg = _cfg(model=dict(decode_head=dict(num_classes=150),
+                          auxiliary_head=dict(num_classes=19)))
+    with pytest.raises(ValueError, match='auxiliary_head.num_classes=19'):
+        train.check_class_counts(seg)
+
+
+def test_dataset_checks_follow_mmpretrain_and_hint_the_keys(tmp_path):
+    # ImageNet(split=...) reads <data_root>/<split>/
+    (tmp_path / 'in1k').mkdir()
+    imagenet = dict(type='ImageNet', data_root=str(tmp_path / 'in1k'),
+                    split='train')
+    with pytest.raises(ValueError, match=r"(?s)split='train': no such "
+                       r'folder.*train_dataloader.dataset.data_root='):
+        train.check_dataset_paths(_cfg(train_dataloader=dict(
+            dataset=imagenet)))
+    (tmp_path / 'in1k' / 'train').mkdir()
+    train.check_dataset_paths(_cfg(train_dataloader=dict(dataset=imagenet)))
+    # no data_root (the recognition configs): the failing keys are hinted,
+    # not a data_root that would be prefixed to them
+    video = dict(type='VideoDataset', ann_file='data/k400/train.txt',
+                 data_prefix=dict(video='data/k400/videos_train'))
+    with pytest.raises(ValueError) as info:
+        train.check_dataset_paths(_cfg(train_dataloader=dict(dataset=video)))
+    hint = str(info.value).split('e.g. ')[1]
+    assert 'train_dataloader.dataset.ann_file=' in hint
+    assert 'train_dataloader.dataset.data_prefix.video=' in hint
+    assert 'data_root' not in hint
+
+
+def test_val_set_checked_with_mmpretrain_val_cfg(monkeypatch, tmp_path):
+    """mmpretrain's schedules set ``val_cfg = dict()`` (falsy): the val
+    set is still used, so it is checked."""
+    (tmp_path / 'train').mkdir()
+    (tmp_path / 'train' / 'a.jpg').write_bytes(b'x')
+    cfg = _cfg(
+        train_dataloader=dict(dataset=dict(type='ImageNet',
+                                           data_root=str(tmp_path),
+                                           split='train')),
+        val_dataloader=dict(dataset=dict(type='ImageNet',
+                                         data_root=str(tmp_path / 'no'),
+                                         split='val')),
+        val_cfg=dict())
+    monkeypatch.setattr(train, 'import_plugin', lambda: None)
+    monkeypatch.setattr(Config, 'fromfile', staticmethod(lambda p: cfg))
+    with pytest.raises(SystemExit, match='val_dataloader.dataset.data_root'):
+        train.main(['c.py', '--work-dir', str(tmp_path / 'w')])
+
+
+def test_decoder_is_not_a_cfg_option(argv):
+    with pytest.raises(ValueError, match='MORPHMLP_DECODER=<decord'):
+        train.merge_args(_cfg(decoder='decord'), argv(
+            train, 'c.py', '--cfg-options', 'decoder=pyav'))
+
+
+def test_resume_with_other_parameter_groups_is_a_clear_error(
+        monkeypatch, tmp_path):
+    class Runner:
+        hooks = []
+
+        def train(self):
+            raise ValueError('loaded state dict has a different number of '
+                             'parameter groups')
+
+    ckpt = tmp_path / 'epoch_1.pth'
+    ckpt.write_bytes(b'')
+    monkeypatch.setattr(train, 'import_plugin', lambda: None)
+    monkeypatch.setattr(Config, 'fromfile', staticmethod(lambda p: _cfg()))
+    monkeypatch.setattr(train, 'build_runner', lambda cfg: Runner())
+    with pytest.raises(SystemExit, match=r'(?s)error: cannot resume from .*'
+                       r'epoch_1.pth.*paramwise_cfg.*load_from'):
+        train.main(['c.py', '--resume', str(ckpt), '--work-dir',
+                    str(tmp_path)])
+    with pytest.raises(ValueError, match='parameter groups'):  # not resuming
+        train.main(['c.py', '--work-dir', str(tmp_path / 'new')])
 
 
 def test_cpu_distributed_setup(monkeypatch):

@@ -22,7 +22,7 @@
 # of unreadable videos. With PyAV or OpenCV the training set is a
 # RobustVideoDataset and ``train_videos_per_gpu`` doubles, so a step still
 # sees the same number of clips (16 per GPU).
-decoder = '{{$MORPHMLP_DECODER:decord}}'
+decoder = '{{$MORPHMLP_DECODER:decord}}'.strip().lower()
 
 _decoders = dict(
     decord=(dict(type='DecordInit', io_backend='disk'),
