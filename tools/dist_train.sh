@@ -2,7 +2,9 @@
 # Distributed training with torchrun (torch.distributed.run).
 #   bash tools/dist_train.sh CONFIG GPUS [train.py options...]
 # Env: NNODES (1), NODE_RANK (0), PORT (29500), MASTER_ADDR (127.0.0.1),
-#      PYTHON (python). On CPU-only machines add
+#      PYTHON (default: python of the active virtualenv / conda env; else
+#      the repository's .venv of tools/setup_env.sh; else python).
+#      On CPU-only machines add
 #      --cfg-options env_cfg.dist_cfg.backend=gloo (GPUS = processes).
 set -euo pipefail
 
@@ -16,8 +18,15 @@ NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-PYTHON=${PYTHON:-python}
 TOOLS_DIR=$(cd "$(dirname "$0")" && pwd)
+if [ -z "${PYTHON:-}" ]; then
+    if [ -z "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ] \
+            && [ -x "${TOOLS_DIR}/../.venv/bin/python" ]; then
+        PYTHON="${TOOLS_DIR}/../.venv/bin/python"
+    else
+        PYTHON=python
+    fi
+fi
 
 set -x
 PYTHONPATH="${TOOLS_DIR}/..${PYTHONPATH:+:${PYTHONPATH}}" \

@@ -2,7 +2,8 @@
 # Training on a Slurm cluster with srun.
 #   bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py options...]
 # Env: GPUS (8), GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS (""),
-#      PYTHON (python).
+#      PYTHON (default: python of the active virtualenv / conda env; else
+#      the repository's .venv of tools/setup_env.sh; else python).
 set -euo pipefail
 
 if [ $# -lt 4 ]; then
@@ -17,8 +18,15 @@ GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
-PYTHON=${PYTHON:-python}
 TOOLS_DIR=$(cd "$(dirname "$0")" && pwd)
+if [ -z "${PYTHON:-}" ]; then
+    if [ -z "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ] \
+            && [ -x "${TOOLS_DIR}/../.venv/bin/python" ]; then
+        PYTHON="${TOOLS_DIR}/../.venv/bin/python"
+    else
+        PYTHON=python
+    fi
+fi
 # a random port so that several jobs can share a node
 export MASTER_PORT=${MASTER_PORT:-$((12000 + RANDOM % 20000))}
 

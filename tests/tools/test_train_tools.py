@@ -512,3 +512,45 @@ def test_train_test_resume_end_to_end(tmp_path, restore_default_scope):
     assert (work_dir / 'last_checkpoint').read_text().strip().endswith(
         'epoch_2.pth')
     assert len([p for p in work_dir.iterdir() if p.is_dir()]) == 2
+
+
+@pytest.mark.parametrize('script', ['dist_train.sh', 'dist_test.sh',
+                                    'slurm_train.sh', 'slurm_test.sh'])
+def test_launch_scripts_pick_the_python(tmp_path, script):
+    """``PYTHON`` when set; else the active virtualenv / conda env's
+    ``python``; else the repository's ``.venv`` (tools/setup_env.sh), so
+    that the scripts work without an activated environment."""
+    import shutil
+    import subprocess
+    tools = tmp_path / 'repo' / 'tools'
+    tools.mkdir(parents=True)
+    shutil.copy(ROOT / 'tools' / script, tools / script)
+    bins = {}
+    for name, where in (('venv', tmp_path / 'repo' / '.venv' / 'bin'),
+                        ('path', tmp_path / 'bin'),
+                        ('given', tmp_path / 'given')):
+        where.mkdir(parents=True)
+        stub = where / 'python'
+        stub.write_text(f'#!/bin/sh\necho "{name} python" "$@"\n')
+        stub.chmod(0o755)
+        bins[name] = stub
+    # srun for the slurm scripts: run the command after its options
+    srun = tmp_path / 'bin' / 'srun'
+    srun.write_text('#!/bin/sh\nfor a; do case "$a" in */python|python) '
+                    'break;; esac; shift; done\nexec "$@"\n')
+    srun.chmod(0o755)
+    args = {'dist_train.sh': ['c.py', '1'], 'dist_test.sh': ['c.py', 'k', '1'],
+            'slurm_train.sh': ['p', 'j', 'c.py', 'w'],
+            'slurm_test.sh': ['p', 'j', 'c.py', 'k']}[script]
+    base = {'PATH': f'{tmp_path / "bin"}:/usr/bin:/bin', 'HOME': str(tmp_path)}
+
+    def run(**env):
+        out = subprocess.run(['bash', str(tools / script), *args],
+                             env={**base, **env}, capture_output=True,
+                             text=True, check=True).stdout
+        return out.split()[0]
+
+    assert run() == 'venv'
+    assert run(VIRTUAL_ENV=str(tmp_path)) == 'path'
+    assert run(CONDA_PREFIX=str(tmp_path)) == 'path'
+    assert run(PYTHON=str(bins['given'])) == 'given'
