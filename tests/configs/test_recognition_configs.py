@@ -244,7 +244,7 @@ def test_metafile_and_model_index():
         assert data['Views'].startswith(f'{frames}x{crops}x{clips} ')
         per_view = float(data['FLOPs'].split('G')[0])
         total = float(data['FLOPs (all views)'].split('G')[0])
-        assert total / (clips * crops) == pytest.approx(per_view, rel=0.012)
+        assert total / (clips * crops) == pytest.approx(per_view, rel=0.013)
         metrics = entry['Results'][0]['Metrics']
         assert 50 < metrics['Top 1 Accuracy'] < metrics['Top 5 Accuracy']
     headline = models[SHORT_NAMES[HEADLINE][:-3]]
