@@ -375,6 +375,10 @@ def test_existing_dataset_needs_overwrite(tmp_path):
     assert sorted(p.name for p in (tmp_path / 'videos' / 'train').iterdir()
                   ) == ['000000.mp4']
     assert (tmp_path / 'notes.txt').read_text() == 'not ours'
+    # one spelling for every tool that replaces files: --force works too
+    for flag in ('--overwrite', '--force'):
+        assert mmd.parse_args(['--out', 'x', flag]).overwrite is True
+    assert mmd.parse_args(['--out', 'x']).overwrite is False
 
 
 def test_cli(tmp_path, capsys):

@@ -423,6 +423,9 @@ def test_cli_prints_and_refuses_bad_input(tmp_path, capsys):
         mtd.main(['imagenet', '--out', str(out)])
     mtd.main(['imagenet', '--out', str(out), '--force', '--num-classes', '2',
               '--per-class', '1', '--val-per-class', '0', '--size', '40x56'])
+    mtd.main(['imagenet', '--out', str(out), '--overwrite', '--num-classes',
+              '2', '--per-class', '1', '--val-per-class', '0', '--size',
+              '40x56'])
     with pytest.raises(SystemExit, match='--size=95x128'):
         mtd.main(['kinetics400', '--out', str(tmp_path / 'k'), '--size',
                   '95x128'])

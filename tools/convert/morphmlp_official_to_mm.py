@@ -99,7 +99,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         'archs: weights do not record them (default: the official '
         '14 28 28 49)')
     parser.add_argument(
-        '--force', action='store_true', help='overwrite an existing dst')
+        '--force', '--overwrite', action='store_true', dest='force',
+        help='overwrite an existing dst')
     return parser.parse_args(argv)
 
 

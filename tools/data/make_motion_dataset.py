@@ -741,8 +741,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         'default: the 10 default classes')
     parser.add_argument('--list-classes', action='store_true',
                         help='print every known class and exit')
-    parser.add_argument('--overwrite', action='store_true',
-                        help='replace an existing dataset in --out')
+    parser.add_argument('--overwrite', '--force', action='store_true',
+                        dest='overwrite',
+                        help='replace an existing dataset in --out (--force '
+                        'as in make_tiny_dataset.py and the converter)')
     args = parser.parse_args(argv)
     if args.out is None and not args.list_classes:
         parser.error('the following arguments are required: --out')

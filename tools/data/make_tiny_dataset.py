@@ -767,8 +767,10 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument('--frames', type=int, default=None,
                            help='ignored for image datasets')
-        p.add_argument('--force', action='store_true',
-                       help='write into a non-empty --out')
+        p.add_argument('--force', '--overwrite', action='store_true',
+                       dest='force',
+                       help='write into a non-empty --out (--overwrite as '
+                       'in make_motion_dataset.py and tools/train.py)')
     return parser
 
 
