@@ -700,12 +700,11 @@ def check_checkpoint_paths(cfg: Config) -> None:
     for where, path in _find_pretrained(cfg.get('model', None), 'model'):
         if _is_remote(path) or osp.isfile(osp.expanduser(path)):
             continue
-        key = where if where.endswith('init_cfg') else f'{where}.checkpoint'
         problems.append(
             f'{where}.checkpoint={path!r} does not exist. Convert or '
             'download the weights to that path (docs/checkpoints.md), point '
-            f'{key} elsewhere, or train from scratch with --cfg-options '
-            f'{where}=None')
+            f'{where}.checkpoint elsewhere, or train from scratch with '
+            f'--cfg-options {where}=None')
     load_from = cfg.get('load_from', None)
     if (isinstance(load_from, str) and not cfg.get('resume', False)
             and not _is_remote(load_from)
