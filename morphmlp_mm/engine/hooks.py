@@ -13,7 +13,9 @@
   keys and the fix. mmengine's ``Runner.resume`` and ``Runner.test`` load
   non-strictly: a checkpoint of another architecture is loaded partly and
   the rest of the model keeps its random initialisation, with only a log
-  warning. ``tools/train.py --resume`` and ``tools/test.py`` register it.
+  warning. ``tools/train.py --resume`` and ``tools/test.py`` register it;
+  the demos under ``tools/demo`` call its check,
+  :func:`check_checkpoint_matches`, on the checkpoint they read.
 * :func:`rotate_checkpoints_after_save` makes an mmengine
   ``CheckpointHook`` with ``max_keep_ckpts`` delete old checkpoints after
   the new one is saved (mmengine 0.10.7 deletes first: a run killed during
@@ -203,8 +205,90 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint that does not fit the model it is loaded into."""
 
 
+#: Modes of :func:`check_checkpoint_matches` and :class:`CheckpointMatchHook`.
+CHECK_MODES = ('resume', 'test')
+
+
+def check_checkpoint_matches(model: torch.nn.Module,
+                             checkpoint: Any,
+                             mode: str = 'test',
+                             source: Optional[str] = None
+                             ) -> 'OrderedDict[str, Any]':
+    """Refuse a checkpoint that does not fit ``model``, key for key.
+
+    The tensors are taken from ``checkpoint['state_dict']`` (mmengine) or
+    from ``checkpoint`` itself (a flat state dict); a ``module.`` prefix on
+    every key (DataParallel) is removed. A wrapped ``model`` (``.module``)
+    is unwrapped.
+
+    Args:
+        model (torch.nn.Module): The model the checkpoint is meant for.
+        checkpoint: The loaded checkpoint (what ``torch.load`` returned).
+        mode (str): ``'resume'``: any missing, unexpected or
+            shape-mismatched key is an error. ``'test'``: missing and
+            shape-mismatched keys are errors, unexpected keys only a
+            warning. Defaults to ``'test'``.
+        source (str, optional): Name of the checkpoint for the messages.
+
+    Returns:
+        OrderedDict: The checkpoint's tensors the model uses (prefix
+        removed), ready for ``model.load_state_dict(state, strict=True)``.
+
+    Raises:
+        ValueError: ``mode`` is not one of :data:`CHECK_MODES`.
+        CheckpointMismatchError: ``checkpoint`` is not a dict, or does not
+            match the model; the message names the keys and the fix.
+    """
+    if mode not in CHECK_MODES:
+        raise ValueError(f'mode={mode!r} is not supported; choose one of '
+                         f'{list(CHECK_MODES)}')
+    model = getattr(model, 'module', model)
+    if not isinstance(checkpoint, Mapping):
+        raise CheckpointMismatchError(
+            f'checkpoint {source or ""} is a '
+            f'{type(checkpoint).__name__}, not a dict with a state_dict')
+    state = checkpoint.get('state_dict', checkpoint)
+    if not isinstance(state, Mapping):
+        raise CheckpointMismatchError(
+            f"checkpoint {source or ''} has a 'state_dict' that is a "
+            f'{type(state).__name__}, not a dict of tensors')
+    state = _strip_prefix(
+        {k: v for k, v in state.items() if hasattr(v, 'shape')})
+    model_state = model.state_dict()
+    diff = compare_state_dicts(model_state, state)
+    name = f' {source}' if source else ''
+    errors = []
+    if diff['shape']:
+        errors.append(f'shape mismatch: {_fmt(diff["shape"], 4)}')
+    if diff['missing']:
+        errors.append(f'missing in the checkpoint: '
+                      f'{_fmt(diff["missing"])}')
+    if diff['unexpected'] and mode == 'resume':
+        errors.append(f'not in the model: {_fmt(diff["unexpected"])}')
+    if errors:
+        fix = ('resume with the config the checkpoint was trained with '
+               "(it is stored in checkpoint['meta']['config']), or start "
+               'a new run with load_from=<checkpoint> to fine-tune'
+               if mode == 'resume' else
+               'test with the config the checkpoint was trained with, '
+               'or convert the checkpoint first (official MorphMLP '
+               'files: tools/convert/morphmlp_official_to_mm.py)')
+        raise CheckpointMismatchError(
+            f'checkpoint{name} does not match the model built from the '
+            f'config ({type(model).__name__}): ' + '; '.join(errors) +
+            f'. Fix: {fix}')
+    if diff['unexpected']:
+        print_log(
+            f'checkpoint{name} has keys the model does not use: '
+            f'{_fmt(diff["unexpected"])}', logger='current', level=30)
+    return OrderedDict((k, v) for k, v in state.items() if k in model_state)
+
+
 class CheckpointMatchHook(Hook):
     """Refuse checkpoints that do not match the model (resume / test).
+
+    Runs :func:`check_checkpoint_matches` on the checkpoint mmengine has
+    read, before it is loaded into the model.
 
     Args:
         mode (str): ``'resume'``: any missing, unexpected or shape-mismatched
@@ -215,7 +299,7 @@ class CheckpointMatchHook(Hook):
     """
 
     priority = 'VERY_HIGH'
-    modes = ('resume', 'test')
+    modes = CHECK_MODES
 
     def __init__(self, mode: str = 'resume',
                  source: Optional[str] = None) -> None:
@@ -227,41 +311,8 @@ class CheckpointMatchHook(Hook):
         self.source = source
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        model = runner.model
-        model = getattr(model, 'module', model)
-        if not isinstance(checkpoint, Mapping):
-            raise CheckpointMismatchError(
-                f'checkpoint {self.source or ""} is a '
-                f'{type(checkpoint).__name__}, not a dict with a state_dict')
-        state = checkpoint.get('state_dict', checkpoint)
-        state = _strip_prefix(
-            {k: v for k, v in state.items() if hasattr(v, 'shape')})
-        diff = compare_state_dicts(model.state_dict(), state)
-        name = f' {self.source}' if self.source else ''
-        errors = []
-        if diff['shape']:
-            errors.append(f'shape mismatch: {_fmt(diff["shape"], 4)}')
-        if diff['missing']:
-            errors.append(f'missing in the checkpoint: '
-                          f'{_fmt(diff["missing"])}')
-        if diff['unexpected'] and self.mode == 'resume':
-            errors.append(f'not in the model: {_fmt(diff["unexpected"])}')
-        if errors:
-            fix = ('resume with the config the checkpoint was trained with '
-                   "(it is stored in checkpoint['meta']['config']), or start "
-                   'a new run with load_from=<checkpoint> to fine-tune'
-                   if self.mode == 'resume' else
-                   'test with the config the checkpoint was trained with, '
-                   'or convert the checkpoint first (official MorphMLP '
-                   'files: tools/convert/morphmlp_official_to_mm.py)')
-            raise CheckpointMismatchError(
-                f'checkpoint{name} does not match the model built from the '
-                f'config ({type(model).__name__}): ' + '; '.join(errors) +
-                f'. Fix: {fix}')
-        if diff['unexpected']:
-            print_log(
-                f'checkpoint{name} has keys the model does not use: '
-                f'{_fmt(diff["unexpected"])}', logger='current', level=30)
+        check_checkpoint_matches(runner.model, checkpoint, self.mode,
+                                 self.source)
 
 
 def rotate_checkpoints_after_save(hook: Any) -> bool:
@@ -332,7 +383,8 @@ def register_hooks() -> List[str]:
 register_hooks()
 
 __all__ = [
-    'CheckpointMatchHook', 'CheckpointMismatchError', 'RNGStateHook',
-    'compare_state_dicts', 'get_rng_state', 'register_hooks',
-    'rotate_checkpoints_after_save', 'set_rng_state'
+    'CHECK_MODES', 'CheckpointMatchHook', 'CheckpointMismatchError',
+    'RNGStateHook', 'check_checkpoint_matches', 'compare_state_dicts',
+    'get_rng_state', 'register_hooks', 'rotate_checkpoints_after_save',
+    'set_rng_state'
 ]

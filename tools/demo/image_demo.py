@@ -22,6 +22,7 @@ import argparse
 import importlib
 import os
 import os.path as osp
+import pickle
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -94,15 +95,28 @@ def build_inferencer(config: str,
                      cfg_options: Optional[dict] = None):
     """An ``ImageClassificationInferencer`` for ``config``.
 
+    The checkpoint is read with the package's safe loader and compared with
+    the model built from the config before any weight is copied
+    (:func:`morphmlp_mm.engine.hooks.check_checkpoint_matches`, mode
+    ``'test'``, as ``tools/test.py``): missing or shape-mismatched keys are
+    refused, keys the model does not use only give a warning. mmpretrain's
+    own loader would load such a checkpoint partly and predict with a
+    mostly random model.
+
     Class names come from the checkpoint's ``dataset_meta`` when it has
     them, otherwise from ImageNet-1k when the head has 1000 classes.
 
     Raises:
-        ValueError: ``checkpoint`` does not exist.
+        ValueError: ``checkpoint`` does not exist, is not a readable
+            checkpoint, or does not fit the model
+            (:class:`CheckpointMismatchError`).
     """
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmpretrain.apis import ImageClassificationInferencer
+
+    from morphmlp_mm.checkpoint import load_checkpoint_file
+    from morphmlp_mm.engine.hooks import check_checkpoint_matches
     if checkpoint is not None and not osp.isfile(checkpoint):
         raise ValueError(f'checkpoint={checkpoint!r}: no such file')
     cfg = Config.fromfile(config)
@@ -111,10 +125,28 @@ def build_inferencer(config: str,
     # The inferencer builds the test pipeline in the current default scope;
     # make it the config's (a process may have switched to another host).
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    # Built without weights: the checkpoint is checked, then loaded, below.
     inferencer = ImageClassificationInferencer(
-        model=cfg,
-        pretrained=checkpoint if checkpoint is not None else False,
-        device=device)
+        model=cfg, pretrained=False, device=device)
+    if checkpoint is not None:
+        try:
+            ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
+        except (RuntimeError, pickle.UnpicklingError) as err:
+            raise ValueError(f'checkpoint={checkpoint!r}: {err}') from err
+        state = check_checkpoint_matches(inferencer.model, ckpt, 'test',
+                                         source=checkpoint)
+        inferencer.model.load_state_dict(state, strict=True)
+        meta = ckpt.get('meta', None) or {}
+        classes = (meta.get('dataset_meta', None) or {}).get(
+            'classes', meta.get('CLASSES', None))
+        num_classes = getattr(getattr(inferencer.model, 'head', None),
+                              'num_classes', None)
+        if classes is not None and num_classes not in (None, len(classes)):
+            print(f'WARNING: checkpoint {checkpoint!r} names {len(classes)} '
+                  f'classes, the head predicts {num_classes}: class names '
+                  'not used', file=sys.stderr, flush=True)
+        elif classes is not None:
+            inferencer.classes = list(classes)
     head = cfg.model.get('head', None) or {}
     if inferencer.classes is None and head.get('num_classes') == 1000:
         inferencer.classes = list(imagenet_classes())
@@ -206,8 +238,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> List[Dict[str, Any]]:
     """Run the demo; returns the top-k rows."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     import_plugin()
+    from morphmlp_mm.utils import same_file
+    if not args.image.startswith(SKIMAGE_PREFIX) and same_file(
+            args.out_file, args.image):
+        parser.error(f'--out-file {args.out_file!r} is the input image '
+                     f'{args.image!r}: it would be overwritten; pass another '
+                     '--out-file')
     try:
         rgb = load_rgb(args.image)
         if args.topk < 1:

@@ -3,9 +3,12 @@
 The model is built with mmseg's inference API (:func:`mmseg.apis.init_model`,
 :func:`mmseg.apis.inference_model`), so the config's ``test_pipeline`` and
 ``model.test_cfg`` (whole or slide inference) are used exactly as in
-``tools/test.py``. The prediction is drawn over the image with mmseg's
-``SegLocalVisualizer`` (class colours of the dataset's palette, class names
-at the segment centres) and written as a PNG of the input's size.
+``tools/test.py``. A checkpoint must fit the model key for key, as in
+``tools/test.py``: one of another architecture is refused (``error: ...``)
+instead of being loaded partly into a mostly random model. The prediction
+is drawn over the image with mmseg's ``SegLocalVisualizer`` (class colours
+of the dataset's palette, class names at the segment centres) and written
+as a PNG of the input's size.
 
 Examples::
 
@@ -24,9 +27,10 @@ import argparse
 import importlib
 import os
 import os.path as osp
+import pickle
 import sys
 import warnings
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import numpy as np
 
@@ -133,6 +137,45 @@ def dataset_meta_from_config(cfg, num_classes: int) -> dict:
                 palette=palette)
 
 
+def build_model(cfg: Any, checkpoint: Optional[str] = None,
+                device: str = 'cpu') -> Any:
+    """The segmentor of ``cfg``, with ``checkpoint`` if it fits the model.
+
+    The model is built by :func:`mmseg.apis.init_model` without weights;
+    the checkpoint is read with the package's safe loader, compared with it
+    by :func:`morphmlp_mm.engine.hooks.check_checkpoint_matches` (mode
+    ``'test'``: missing or shape-mismatched keys are refused, keys the
+    model does not use only give a warning) and only then loaded. Its
+    ``meta['dataset_meta']`` (class names and palette) is kept as the
+    model's ``dataset_meta`` when it has both.
+
+    Raises:
+        ValueError: ``checkpoint`` cannot be read, or does not fit the model
+            (:class:`CheckpointMismatchError`).
+    """
+    from mmseg.apis import init_model
+
+    from morphmlp_mm.checkpoint import load_checkpoint_file
+    from morphmlp_mm.engine.hooks import check_checkpoint_matches
+    model = init_model(cfg, None, device=device)
+    if checkpoint is None:
+        return model
+    try:
+        ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
+    except (RuntimeError, OSError, pickle.UnpicklingError) as err:
+        raise ValueError(f'checkpoint={checkpoint!r}: {err}') from err
+    state = check_checkpoint_matches(model, ckpt, 'test', source=checkpoint)
+    model.load_state_dict(state, strict=True)
+    meta = ckpt.get('meta', None) or {}
+    dataset_meta = meta.get('dataset_meta', None) or {}
+    if dataset_meta.get('classes') and dataset_meta.get('palette'):
+        model.dataset_meta = dataset_meta
+    elif meta.get('CLASSES', None) and meta.get('PALETTE', None):
+        model.dataset_meta = dict(classes=meta['CLASSES'],
+                                  palette=meta['PALETTE'])
+    return model
+
+
 def run_demo(args: argparse.Namespace) -> dict:
     """Build the model, segment ``args.image`` and write the overlay.
 
@@ -140,12 +183,16 @@ def run_demo(args: argparse.Namespace) -> dict:
         dict: ``out`` (path written), ``shape`` (H, W), ``classes`` (names
         of the predicted classes, largest area first) and ``fractions``
         (their pixel fractions).
+
+    Raises:
+        SystemExit: the checkpoint cannot be read or does not fit the
+            model (``error: <message>``).
     """
     import mmcv
     import torch
     from mmengine.config import Config
     from mmengine.model import revert_sync_batchnorm
-    from mmseg.apis import inference_model, init_model
+    from mmseg.apis import inference_model
     from mmseg.visualization import SegLocalVisualizer
 
     cfg = Config.fromfile(args.config)
@@ -158,7 +205,10 @@ def run_demo(args: argparse.Namespace) -> dict:
             'no --checkpoint given: the model keeps its random '
             'initialisation, so the overlay shows meaningless classes. Pass '
             'a trained checkpoint for real predictions.')
-    model = init_model(cfg, args.checkpoint, device=device)
+    try:
+        model = build_model(cfg, args.checkpoint, device)
+    except ValueError as err:
+        raise SystemExit(f'error: {err}')
     # A single process has no SyncBN group: use plain BatchNorm.
     model = revert_sync_batchnorm(model)
     if not getattr(model, 'dataset_meta', None):
@@ -199,7 +249,12 @@ def run_demo(args: argparse.Namespace) -> dict:
 def main(argv: Optional[List[str]] = None) -> None:
     """Command-line entry point."""
     import_plugin()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from morphmlp_mm.utils import same_file
+    if args.out is not None and same_file(args.out, args.image):
+        parser.error(f'--out {args.out!r} is the input image {args.image!r}:'
+                     ' it would be overwritten; pass another --out')
     try:
         _check_args(args)
     except ValueError as err:
