@@ -86,6 +86,8 @@ OFFICIAL_CHUNK_LENGTHS = (14, 28, 28, 49)
 #: Keys every MorphMLP backbone state dict has (our names).
 SIGNATURE_KEYS = ('patch_embed1.proj1.weight', 'patch_embed1.proj2.weight',
                   'blocks1.0.fc.mlp_h.weight', 'blocks4.0.fc.mlp_c.weight')
+#: The stem's first convolution, whose input width is ``in_channels``.
+STEM_KERNEL = 'patch_embed1.proj1.weight'
 #: Inflation modes of the stem's first convolution.
 INFLATE_MODES = ('center', 'average')
 #: Frames after the stem the official models were trained with (16, 32).
@@ -435,7 +437,8 @@ def choose_num_frames(info: ArchInfo,
                 f'num_frames={requested} does not fit the checkpoint: its '
                 f't_fc.mlp_t widths {info.temporal_dims} (stage widths '
                 f'{info.channels}) fit T\' in {info.stem_frames}, i.e. '
-                f'num_frames in {sorted(2 * t for t in info.stem_frames)}')
+                f'num_frames in {sorted(fits)} (the stem makes T\' = '
+                'ceil(num_frames / 2))')
         return requested
     if recorded is not None and recorded in fits:
         return int(recorded)
@@ -446,8 +449,9 @@ def choose_num_frames(info: ArchInfo,
         return 2 * info.stem_frames[0]
     raise ValueError(
         f'cannot tell the frame count from the t_fc.mlp_t widths '
-        f'{info.temporal_dims}: num_frames in '
-        f'{sorted(2 * t for t in info.stem_frames)} all fit; pass it')
+        f'{info.temporal_dims}: num_frames in {sorted(fits)} all fit; pass '
+        'the one the checkpoint was trained with (num_frames=; the '
+        'converter: --num-frames)')
 
 
 # --------------------------------------------------------------------------
@@ -575,8 +579,41 @@ def _ckpt_summary(info: Optional[ArchInfo]) -> str:
     return text + ')'
 
 
+def _arch_differences(model: nn.Module,
+                      info: Optional[ArchInfo]) -> Optional[List[str]]:
+    """Where the model's arch and the checkpoint's differ.
+
+    Both are read from the weights (:func:`detect_arch`), so they compare
+    on the same terms.
+
+    Returns:
+        list[str] | None: One ``'name: model X, checkpoint Y'`` per differing
+        field (depths, channels, MLP ratios); empty if they agree, None if
+        either cannot be read.
+    """
+    if info is None:
+        return None
+    try:
+        mine = detect_arch(model.state_dict())
+    except (ValueError, KeyError):
+        return None
+    diffs = []
+    for name in ('depths', 'channels'):
+        ours, theirs = getattr(mine, name), getattr(info, name)
+        if list(ours) != list(theirs):
+            diffs.append(f'{name}: model {list(ours)}, checkpoint '
+                         f'{list(theirs)}')
+    if any(abs(a - b) > 1e-6 for a, b in zip(mine.mlp_ratio,
+                                              info.mlp_ratio)):
+        ours = [round(r, 4) for r in mine.mlp_ratio]
+        theirs = [round(r, 4) for r in info.mlp_ratio]
+        diffs.append(f'mlp_ratio: model {ours}, checkpoint {theirs}')
+    return diffs
+
+
 def _mismatch_error(key: str, src: Tuple[int, ...], dst: Tuple[int, ...],
                     model: nn.Module, info: Optional[ArchInfo]) -> ValueError:
+    stem = key == STEM_KERNEL
     if '.t_fc.mlp_t.' in key:
         cause = (f'num_frames mismatch: MorphFC_t is built for a fixed '
                  f'frame count; the model has num_frames='
@@ -584,9 +621,36 @@ def _mismatch_error(key: str, src: Tuple[int, ...], dst: Tuple[int, ...],
                  f'{_ckpt_summary(info)} was trained for another one. Build '
                  'the model with the checkpoint\'s num_frames, or drop the '
                  't_fc keys to start the temporal branch from its init')
+    elif stem and len(src) >= 2 and len(dst) >= 2 and src[0] == dst[0] \
+            and src[1] != dst[1]:
+        cause = (f'in_channels mismatch: the stem\'s first convolution of '
+                 f'the model takes in_channels={dst[1]}, the checkpoint\'s '
+                 f'takes {src[1]}. Build the model with in_channels={src[1]}'
+                 f', or remove {key!r} from the checkpoint to train that '
+                 'convolution from its init')
+    elif stem and len(src) == len(dst) == 5 and src[:2] == dst[:2] \
+            and src[2] != dst[2]:
+        cause = (f'stem_temporal_kernel mismatch: the model\'s stem has '
+                 f'{dst[2]} temporal taps, the checkpoint\'s {src[2]}. Build '
+                 f'the model with stem_temporal_kernel={src[2]}')
     else:
-        cause = (f'arch mismatch: the model is {_model_summary(model)}, '
-                 f'{_ckpt_summary(info)}')
+        diffs = _arch_differences(model, info)
+        if diffs:
+            cause = (f'arch mismatch: the model is {_model_summary(model)}, '
+                     f'{_ckpt_summary(info)}; they differ in '
+                     f'{"; ".join(diffs)}')
+        else:
+            dims = [f'dim {i}: checkpoint {a}, model {b}'
+                    for i, (a, b) in enumerate(zip(src, dst)) if a != b]
+            if len(src) != len(dst):
+                dims.append(f'{len(src)}-D in the checkpoint, {len(dst)}-D '
+                            'in the model')
+            known = 'cannot be read from its keys' if diffs is None else (
+                'has the same depths, channels and MLP ratios as the model '
+                f'{_model_summary(model)}')
+            cause = (f'this tensor alone differs ({"; ".join(dims)}); the '
+                     f'checkpoint\'s arch {known}. Check the options that '
+                     'shape this tensor')
     return ValueError(
         f'cannot load {key!r}: checkpoint shape {list(src)} vs model shape '
         f'{list(dst)}; likely cause: {cause}')

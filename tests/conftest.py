@@ -34,3 +34,15 @@ def same_global_seed():
     np.random.seed(0)
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def restore_default_scope():
+    """Drop the mmengine ``DefaultScope`` instances a test creates (a
+    Runner, a tool's ``init_default_scope``): the current default scope is
+    global state, and a registry lookup in a later test depends on it."""
+    from mmengine.registry import DefaultScope
+    before = dict(DefaultScope._instance_dict)
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(before)

@@ -12,6 +12,7 @@ asserts (see the module docstring of ``morphmlp_mm.checkpoint``):
   clip on every output frame but the first, and the whole model matches
   exactly when the stem's tap 0 is zero.
 """
+import dataclasses
 import pickle
 from collections import OrderedDict
 
@@ -291,8 +292,14 @@ def test_read_official_cfg_and_frame_choice():
     assert choose_num_frames(info) == 16          # official default
     assert choose_num_frames(info, recorded=8) == 8
     assert choose_num_frames(info, requested=4) == 4
-    with pytest.raises(ValueError, match='num_frames=6 does not fit'):
+    with pytest.raises(ValueError, match=r'num_frames=6 does not fit.*'
+                       r'num_frames in \[1, 2, 3, 4, 7, 8, 15, 16\]'):
         choose_num_frames(info, requested=6)
+    assert choose_num_frames(info, requested=7) == 7  # T' = ceil(7 / 2)
+    ambiguous = dataclasses.replace(info, stem_frames=[1, 2])
+    with pytest.raises(ValueError, match=r'num_frames in \[1, 2, 3, 4\] all '
+                       r'fit.*num_frames=; the converter: --num-frames'):
+        choose_num_frames(ambiguous)
 
 
 def test_detect_arch_on_meta_models():

@@ -161,22 +161,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def read_config(path: str) -> Config:
-    """``Config.fromfile`` with a clear error for a missing file.
+    """:func:`morphmlp_mm.utils.cli.read_config` (after
+    :func:`import_plugin`): ``Config.fromfile`` with one-line errors.
 
     Raises:
-        SystemExit: ``path`` does not exist.
+        SystemExit: ``path`` does not exist, or the config's own code
+            rejects it.
     """
-    try:
-        return Config.fromfile(path)
-    except FileNotFoundError as err:
-        if osp.isfile(osp.expanduser(path)):
-            raise  # the config exists; something it reads does not
-        raise SystemExit(
-            f'error: config {path}: no such file. Pass the path of a config '
-            'file, e.g. configs/recognition/<name>.py (relative paths start '
-            f'at {os.getcwd()})') from err
-    except ValueError as err:  # the config's own checks (MORPHMLP_DECODER)
-        raise SystemExit(f'error: config {path}: {err}') from err
+    from morphmlp_mm.utils.cli import read_config as read
+    return read(path)
 
 
 def import_plugin() -> None:

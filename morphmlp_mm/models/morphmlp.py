@@ -5,6 +5,8 @@ follows the paper ([v1] Table 1, Fig. 4) and the video model's modules with
 T = 1 and no temporal branch: the same stem (2-D), blocks and downsampling.
 """
 import copy
+import numbers
+import os
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -47,19 +49,24 @@ class MorphMLP(BaseModule):
             Defaults to 0.
         frozen_stages (int): Freeze the stem and stages ``0..frozen_stages``
             (-1: freeze nothing). Defaults to -1.
-        norm_eval (bool): Keep BatchNorm layers in eval mode while training.
-            Defaults to False.
+        norm_eval (bool): Keep BatchNorm layers in eval mode while training
+            (a bool). Defaults to False.
         with_cp (bool | Sequence[bool]): Gradient checkpointing of every
             block, or per stage (one bool per stage, e.g. ``(True, True,
             False, False)`` for the first two stages, whose blocks hold the
             most activation memory per block). Defaults to False.
-        norm_cfg (dict, optional): Norm of the stem (``BN``, ``SyncBN``...).
-            Defaults to BN (BN3d for video).
+        norm_cfg (dict, optional): Norm of the stem, whose norms see
+            channels-first maps: one of :attr:`norm_types` (images ``BN``,
+            ``BN2d``, ``SyncBN``, ``GN`` with ``num_groups``, ``IN``,
+            ``IN2d``; video ``BN3d``, ``SyncBN``, ``GN``, ``IN3d``).
+            Defaults to BN (BN3d for video), as the official model.
         init_cfg (dict | list[dict], optional): mmengine init config. A
             ``Pretrained`` entry (``checkpoint``, optional ``prefix``) is
             loaded by :func:`morphmlp_mm.checkpoint.load_pretrained`, which
             accepts official, mmpretrain, mmaction2 and mmseg checkpoints
-            and converts image <-> video weights.
+            and converts image <-> video weights. As in mmengine, the other
+            entries of a list apply too, and ``Pretrained`` last, so the
+            checkpoint wins on the keys it holds.
 
     Example:
         >>> import torch
@@ -100,6 +107,17 @@ class MorphMLP(BaseModule):
     #: Spatial input rank (2 for images, 3 for video: T, H, W).
     video = False
     out_types = ('avg_featmap', 'featmap')
+    #: ``norm_cfg`` types of the stem and their classes. The stem's norms
+    #: see channels-first (B, C, H, W) maps, so channels-last ``LN`` does
+    #: not fit, nor do the 1-D / 3-D variants.
+    norm_types = {
+        'BN': nn.BatchNorm2d,
+        'BN2d': nn.BatchNorm2d,
+        'SyncBN': nn.SyncBatchNorm,
+        'GN': nn.GroupNorm,
+        'IN': nn.InstanceNorm2d,
+        'IN2d': nn.InstanceNorm2d,
+    }
 
     def __init__(self,
                  arch: ArchType = 'tiny',
@@ -114,20 +132,31 @@ class MorphMLP(BaseModule):
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.arch_settings = self.parse_arch(arch)
-        if not isinstance(in_channels, int) or in_channels < 1:
+        if not isinstance(in_channels, int) or isinstance(
+                in_channels, bool) or in_channels < 1:
             raise ValueError(
                 f'in_channels must be a positive int, got {in_channels!r}')
         if out_type not in self.out_types:
             raise ValueError(f'out_type must be one of {self.out_types}, '
                              f'got {out_type!r}')
-        if not 0. <= float(drop_path_rate) < 1.:
+        if (not isinstance(drop_path_rate, numbers.Real)
+                or isinstance(drop_path_rate, bool)
+                or not 0. <= drop_path_rate < 1.):
             raise ValueError(
-                f'drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+                f'drop_path_rate must be in [0, 1) and a number (int or '
+                f'float), got {type(drop_path_rate).__name__} '
+                f'{drop_path_rate!r}')
         if not (isinstance(frozen_stages, int)
+                and not isinstance(frozen_stages, bool)
                 and -1 <= frozen_stages < self.num_stages):
             raise ValueError(
                 f'frozen_stages must be an int in [-1, {self.num_stages - 1}]'
                 f', got {frozen_stages!r}')
+        if not isinstance(norm_eval, bool):
+            raise ValueError(
+                f'norm_eval must be a bool (True or False), got '
+                f'{type(norm_eval).__name__} {norm_eval!r}')
+        self._pretrained_cfgs()  # a malformed init_cfg fails here, early
         self.in_channels = in_channels
         self.out_indices = self._parse_out_indices(out_indices)
         self.out_type = out_type
@@ -139,10 +168,16 @@ class MorphMLP(BaseModule):
         depths = self.arch_settings['depths']
         channels = self.arch_settings['channels']
         self.channels = channels
+        self._check_norm_cfg(norm_cfg, channels[0])
         dpr = torch.linspace(
-            0, drop_path_rate, sum(depths), device='cpu').tolist()
-        self.patch_embed1 = Stem(in_channels, channels[0], self.video,
-                                 norm_cfg, **self._stem_kwargs())
+            0, float(drop_path_rate), sum(depths), device='cpu').tolist()
+        try:
+            self.patch_embed1 = Stem(in_channels, channels[0], self.video,
+                                     norm_cfg, **self._stem_kwargs())
+        except TypeError as err:  # an argument the norm class does not take
+            raise ValueError(
+                f'norm_cfg={norm_cfg!r} cannot build the stem norm: '
+                f'{err}') from err
         frames = self._stage_frames()
         start = 0
         for i in range(self.num_stages):
@@ -267,6 +302,51 @@ class MorphMLP(BaseModule):
                 f'bools (one per stage), got {with_cp!r}')
         return tuple(with_cp)
 
+    def _check_norm_cfg(self, norm_cfg: Optional[dict],
+                        channels: int) -> None:
+        """Check ``norm_cfg`` against :attr:`norm_types`.
+
+        Args:
+            norm_cfg (dict, optional): The stem norm config (None: default).
+            channels (int): Width C1 of the stem (its hidden width C1 // 2).
+
+        Raises:
+            ValueError: not a dict with a ``type`` the stem can use, or a
+                ``GN`` whose ``num_groups`` does not divide both widths.
+        """
+        if norm_cfg is None:
+            return
+        name = type(self).__name__
+        allowed = list(self.norm_types)
+        if not isinstance(norm_cfg, dict) or 'type' not in norm_cfg:
+            raise ValueError(
+                f'norm_cfg must be None or a dict with a "type" key, one of '
+                f'{allowed}, got {norm_cfg!r}')
+        layer = norm_cfg['type']
+        if isinstance(layer, str):
+            cls = self.norm_types.get(layer.split('.')[-1])
+        elif isinstance(layer, type):
+            cls = layer if issubclass(
+                layer, tuple(self.norm_types.values())) else None
+        else:
+            cls = None
+        if cls is None:
+            raise ValueError(
+                f'norm_cfg={norm_cfg!r}: type {layer!r} is not a norm the '
+                f'{name} stem can use; allowed types are {allowed} (the '
+                'stem normalises channels-first maps after each convolution;'
+                f" the official model uses {'BN3d' if self.video else 'BN'})")
+        if issubclass(cls, nn.GroupNorm):
+            groups = norm_cfg.get('num_groups')
+            hidden = channels // 2
+            if not (isinstance(groups, int) and not isinstance(groups, bool)
+                    and groups > 0 and hidden % groups == 0
+                    and channels % groups == 0):
+                raise ValueError(
+                    f'norm_cfg={norm_cfg!r}: GN needs num_groups, a positive '
+                    f'int dividing the stem widths {hidden} and {channels}, '
+                    f'got num_groups={groups!r}')
+
     def _stem_kwargs(self) -> dict:
         """Extra arguments of :class:`Stem` (none for images)."""
         return {}
@@ -296,52 +376,120 @@ class MorphMLP(BaseModule):
             if isinstance(m, MorphFCTemporal):
                 m.reset_official()
 
-    def _pretrained_cfg(self) -> Optional[dict]:
-        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else \
-            [self.init_cfg] if self.init_cfg else []
+    @staticmethod
+    def _is_pretrained(cfg: dict) -> bool:
+        from mmengine.model.weight_init import PretrainedInit
+        return cfg['type'] == 'Pretrained' or cfg['type'] is PretrainedInit
+
+    def _init_cfg_list(self) -> List[dict]:
+        """``init_cfg`` as a list of dicts, each with a ``type``.
+
+        Raises:
+            ValueError: ``init_cfg`` is not None, a dict or a list of dicts
+                with a ``type`` key.
+        """
+        init_cfg = self.init_cfg
+        cfgs = init_cfg if isinstance(init_cfg, list) else \
+            [init_cfg] if init_cfg else []
         for cfg in cfgs:
-            if cfg.get('type') == 'Pretrained':
-                return cfg
-        return None
+            if not isinstance(cfg, dict) or 'type' not in cfg:
+                raise ValueError(
+                    'init_cfg must be None, a dict or a list of dicts, each '
+                    "with a 'type' key (e.g. dict(type='Pretrained', "
+                    f"checkpoint='in1k.pth')), got init_cfg={init_cfg!r}")
+        return list(cfgs)
+
+    def _pretrained_cfgs(self) -> List[dict]:
+        """The ``Pretrained`` entries of ``init_cfg``, checked.
+
+        Raises:
+            ValueError: an entry without a usable ``checkpoint`` or with a
+                ``prefix`` / ``inflate`` of the wrong kind.
+        """
+        from ..checkpoint import INFLATE_MODES
+        found = []
+        for cfg in self._init_cfg_list():
+            if not self._is_pretrained(cfg):
+                continue
+            checkpoint = cfg.get('checkpoint')
+            if not (isinstance(checkpoint, (str, os.PathLike))
+                    and str(checkpoint)):
+                raise ValueError(
+                    "init_cfg of type 'Pretrained' needs checkpoint=<path or "
+                    f'URL of a checkpoint file>, got {cfg!r}; without '
+                    'weights to load, drop the Pretrained entry')
+            prefix = cfg.get('prefix')
+            if prefix is not None and not isinstance(prefix, str):
+                raise ValueError(
+                    "init_cfg of type 'Pretrained': prefix must be a str "
+                    f"(e.g. 'backbone.') or None, got {prefix!r}")
+            inflate = cfg.get('inflate')
+            if inflate is not None and inflate not in INFLATE_MODES:
+                raise ValueError(
+                    "init_cfg of type 'Pretrained': inflate must be one of "
+                    f'{list(INFLATE_MODES)} or None, got {inflate!r}')
+            found.append(cfg)
+        return found
 
     def init_weights(self) -> None:
         """Apply ``init_cfg``; ``Pretrained`` goes through our loader.
 
-        Keys absent from a pretrained checkpoint (for example the temporal
-        branch when starting video training from image weights) keep the
-        official initialisation.
+        mmengine's semantics: every entry of ``init_cfg`` applies, the
+        ``Pretrained`` ones last (after the children's ``init_weights``), so
+        the checkpoint wins on the keys it holds. Keys absent from a
+        pretrained checkpoint (for example the temporal branch when starting
+        video training from image weights) keep the official initialisation
+        or what the other entries set.
         """
-        pretrained = self._pretrained_cfg()
-        if pretrained is None:
-            super().init_weights()
+        pretrained = self._pretrained_cfgs()
+        if not pretrained or self._is_init:
+            super().init_weights()  # a repeated call only warns
             return
+        init_cfg = self.init_cfg
+        others = [c for c in self._init_cfg_list()
+                  if not self._is_pretrained(c)]
+        self.init_cfg = others or None
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = init_cfg
         from ..checkpoint import load_pretrained
-        load_pretrained(
-            self,
-            pretrained['checkpoint'],
-            prefix=pretrained.get('prefix'),
-            map_location=pretrained.get('map_location', 'cpu'))
-        self._is_init = True
+        try:
+            for cfg in pretrained:
+                load_pretrained(
+                    self,
+                    cfg['checkpoint'],
+                    prefix=cfg.get('prefix'),
+                    map_location=cfg.get('map_location', 'cpu'),
+                    inflate=cfg.get('inflate') or 'center')
+        except BaseException:
+            self._is_init = False  # nothing loaded: a retry may load
+            raise
 
     # --------------------------------------------------------------- forward
+    @staticmethod
+    def _shape(x: torch.Tensor) -> Tuple[int, ...]:
+        """``x.shape`` as plain ints (traced sizes are 0-d tensors)."""
+        return tuple(int(d) for d in x.shape)
+
     def _check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else x
+            shape = self._shape(x) if isinstance(x, torch.Tensor) else x
             raise ValueError(
                 f'{type(self).__name__} expects an input of shape '
                 f'(B, {self.in_channels}, H, W), got {shape}')
         if x.shape[1] != self.in_channels:
             raise ValueError(
                 f'{type(self).__name__} was built with in_channels='
-                f'{self.in_channels}, got an input with {x.shape[1]} '
-                f'channels (shape {tuple(x.shape)})')
+                f'{self.in_channels}, got an input with {int(x.shape[1])} '
+                f'channels (shape {self._shape(x)})')
         self._check_not_empty(x, 'B, C, H, W')
 
-    @staticmethod
-    def _check_not_empty(x: torch.Tensor, dims: str) -> None:
+    @classmethod
+    def _check_not_empty(cls, x: torch.Tensor, dims: str) -> None:
         if x.numel() == 0:
             raise ValueError(
-                f'input of shape {tuple(x.shape)} ({dims}) is empty; every '
+                f'input of shape {cls._shape(x)} ({dims}) is empty; every '
                 'dimension must be >= 1')
 
     def _format_output(self, x: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn as nn
 
 from .morphmlp import ArchType, MorphMLP
 
@@ -22,8 +23,8 @@ class MorphMLP3D(MorphMLP):
         num_frames (int): Input frames T. The stem halves them to
             T' = ceil(T / 2); MorphFC_t is built for T' frames, so every clip
             must have exactly ``num_frames`` frames. Defaults to 16.
-        temporal (bool): Build the MorphFC_t branch. False leaves only the
-            stem's temporal convolution to see time (an ablation).
+        temporal (bool): Build the MorphFC_t branch (a bool). False leaves
+            only the stem's temporal convolution to see time (an ablation).
             Defaults to True.
         stem_temporal_kernel (int): Temporal taps of the stem's first
             convolution: 3 (the official stem) or any odd number; 1 makes
@@ -61,6 +62,13 @@ class MorphMLP3D(MorphMLP):
         (1, 112, 4, 2, 2)
     """
     video = True
+    #: The stem's norms see (B, C, T, H, W) maps.
+    norm_types = {
+        'BN3d': nn.BatchNorm3d,
+        'SyncBN': nn.SyncBatchNorm,
+        'GN': nn.GroupNorm,
+        'IN3d': nn.InstanceNorm3d,
+    }
 
     def __init__(self,
                  arch: ArchType = 'small',
@@ -88,11 +96,15 @@ class MorphMLP3D(MorphMLP):
                 'stem_temporal_kernel must be a positive odd int (3: the '
                 'official stem, 1: one frame at a time), got '
                 f'{stem_temporal_kernel!r}')
+        if not isinstance(temporal, bool):
+            raise ValueError(
+                f'temporal must be a bool (True or False), got '
+                f'{type(temporal).__name__} {temporal!r}')
         if temporal_init not in ('official', 'learnable'):
             raise ValueError(f"temporal_init must be 'official' or "
                              f"'learnable', got {temporal_init!r}")
         self.num_frames = num_frames
-        self.temporal = bool(temporal)
+        self.temporal = temporal
         self.stem_temporal_kernel = stem_temporal_kernel
         self.temporal_init = temporal_init
         super().__init__(
@@ -130,7 +142,7 @@ class MorphMLP3D(MorphMLP):
 
     def _check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or x.dim() != 5:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else x
+            shape = self._shape(x) if isinstance(x, torch.Tensor) else x
             raise ValueError(
                 'MorphMLP3D expects an input of shape (B, '
                 f'{self.in_channels}, T={self.num_frames}, H, W), got '
@@ -138,13 +150,13 @@ class MorphMLP3D(MorphMLP):
         if x.shape[1] != self.in_channels:
             raise ValueError(
                 f'MorphMLP3D was built with in_channels={self.in_channels},'
-                f' got an input with {x.shape[1]} channels (shape '
-                f'{tuple(x.shape)}); video inputs are (B, C, T, H, W)')
+                f' got an input with {int(x.shape[1])} channels (shape '
+                f'{self._shape(x)}); video inputs are (B, C, T, H, W)')
         if x.shape[2] != self.num_frames:
             raise ValueError(
                 f'MorphMLP3D was built with num_frames={self.num_frames}, '
-                f'got a clip of {x.shape[2]} frames (shape '
-                f'{tuple(x.shape)}); set num_frames to the clip length of '
+                f'got a clip of {int(x.shape[2])} frames (shape '
+                f'{self._shape(x)}); set num_frames to the clip length of '
                 'the pipeline (SampleFrames clip_len)')
         self._check_not_empty(x, 'B, C, T, H, W')
 

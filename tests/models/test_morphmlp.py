@@ -107,10 +107,134 @@ def test_custom_arch_windows_and_ratios():
     (dict(with_cp=(True, False)), r'with_cp .* 4 bools .* \(True, False\)'),
     (dict(with_cp='yes'), "with_cp .* got 'yes'"),
     (dict(with_cp=(1, 0, 0, 0)), 'with_cp'),
+    (dict(drop_path_rate='0.1'),
+     r"drop_path_rate must be in \[0, 1\) and a number .* str '0.1'"),
+    (dict(drop_path_rate=True), 'drop_path_rate .* bool True'),
+    (dict(drop_path_rate=float('nan')), 'drop_path_rate'),
+    (dict(norm_eval='yes'), "norm_eval must be a bool .* str 'yes'"),
+    (dict(norm_eval=1), 'norm_eval must be a bool .* int 1'),
+    (dict(in_channels=True), 'in_channels must be a positive int'),
+    (dict(frozen_stages=True), 'frozen_stages'),
 ])
 def test_bad_options(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         MorphMLP(TINY, **kwargs)
+
+
+def test_drop_path_rate_accepts_ints_and_floats():
+    assert MorphMLP(TINY, drop_path_rate=0).blocks1[0].drop_path is not None
+    MorphMLP(TINY, drop_path_rate=0.3)
+
+
+def test_video_temporal_must_be_a_bool():
+    with pytest.raises(ValueError, match="temporal must be a bool .* 'no'"):
+        MorphMLP3D(TINY, num_frames=4, temporal='no')
+
+
+# ------------------------------------------------------------- norm_cfg
+@pytest.mark.parametrize('cls,norm_cfg,pattern', [
+    (MorphMLP, dict(type='LN'),
+     r"norm_cfg=\{'type': 'LN'\}: type 'LN' is not a norm the MorphMLP "
+     r"stem can use; allowed types are \['BN', 'BN2d', 'SyncBN'"),
+    (MorphMLP, dict(type='BatchNorm'), r"type 'BatchNorm' .* \['BN', "),
+    (MorphMLP, dict(type='BN3d'), r"type 'BN3d' .* the official model uses "
+     'BN'),
+    (MorphMLP3D, dict(type='BN'), r"type 'BN' .*MorphMLP3D.* \['BN3d', "
+     r"'SyncBN', 'GN', 'IN3d'\]"),
+    (MorphMLP3D, dict(type=torch.nn.BatchNorm2d), 'BatchNorm2d'),
+    (MorphMLP, 'BN', 'norm_cfg must be None or a dict'),
+    (MorphMLP, dict(requires_grad=True), 'norm_cfg must be None or a dict'),
+    (MorphMLP, dict(type='GN'), 'GN needs num_groups.* widths 4 and 8'),
+    (MorphMLP, dict(type='GN', num_groups=3), 'num_groups=3'),
+    (MorphMLP, dict(type='BN', momentun=0.1),
+     r"norm_cfg=.*momentun.* cannot build the stem norm"),
+])
+def test_bad_norm_cfg(cls, norm_cfg, pattern):
+    kwargs = dict(num_frames=4) if cls is MorphMLP3D else {}
+    with pytest.raises(ValueError, match=pattern):
+        cls(TINY, norm_cfg=norm_cfg, **kwargs)
+
+
+@pytest.mark.parametrize('cls,norm_cfg,norm', [
+    (MorphMLP, dict(type='BN2d', requires_grad=False), 'BatchNorm2d'),
+    (MorphMLP, dict(type='GN', num_groups=2), 'GroupNorm'),
+    (MorphMLP, dict(type='IN', affine=True), 'InstanceNorm2d'),
+    (MorphMLP, dict(type=torch.nn.BatchNorm2d), 'BatchNorm2d'),
+    (MorphMLP3D, dict(type='BN3d'), 'BatchNorm3d'),
+    (MorphMLP3D, dict(type='GN', num_groups=4), 'GroupNorm'),
+    (MorphMLP3D, dict(type='mmaction.SyncBN'), 'SyncBatchNorm'),
+])
+def test_allowed_norm_cfg_runs(cls, norm_cfg, norm):
+    video = cls is MorphMLP3D
+    model = cls(TINY, norm_cfg=norm_cfg,
+                **(dict(num_frames=2) if video else {})).eval()
+    assert type(model.patch_embed1.norm1).__name__ == norm
+    x = torch.rand(1, 3, 2, 32, 32) if video else torch.rand(1, 3, 32, 32)
+    out = model(x)
+    assert (out if video else out[0]).shape[:2] == (1, 64)
+
+
+# ------------------------------------------------------------- init_cfg
+@pytest.mark.parametrize('init_cfg,pattern', [
+    (dict(type='Pretrained'), "'Pretrained' needs checkpoint="),
+    ([dict(type='Constant', layer='Linear', val=0),
+      dict(type='Pretrained', checkpoint=None)], 'needs checkpoint'),
+    (dict(type='Pretrained', checkpoint='a.pth', prefix=1),
+     'prefix must be a str'),
+    (dict(type='Pretrained', checkpoint='a.pth', inflate='mean'),
+     r"inflate must be one of \['center', 'average'\]"),
+    ([dict(layer='Linear')], "each with a 'type' key"),
+])
+def test_bad_init_cfg(init_cfg, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        MorphMLP(TINY, init_cfg=init_cfg).init_weights()
+
+
+@pytest.mark.parametrize('pretrained_first', [True, False])
+def test_init_cfg_list_applies_every_entry(tmp_path, pretrained_first):
+    """mmengine semantics: the other entries apply, Pretrained last."""
+    torch.manual_seed(0)
+    source = MorphMLP(TINY)
+    for m in source.modules():
+        if isinstance(m, torch.nn.LayerNorm):
+            torch.nn.init.normal_(m.weight)
+    state = {k: v for k, v in source.state_dict().items()
+             if not k.startswith('norm3.')}  # a key the checkpoint lacks
+    path = tmp_path / 'no_norm3.pth'
+    torch.save({'state_dict': state}, path)
+    pretrained = dict(type='Pretrained', checkpoint=str(path))
+    constant = dict(type='Constant', layer='LayerNorm', val=0.25, bias=0.5)
+    init_cfg = [pretrained, constant] if pretrained_first else \
+        [constant, pretrained]
+    model = MorphMLP(TINY, init_cfg=init_cfg)
+    model.init_weights()
+    # the Constant entry reached the key the checkpoint lacks ...
+    assert torch.all(model.norm3.weight == 0.25)
+    assert torch.all(model.norm3.bias == 0.5)
+    # ... and the checkpoint won on the keys it holds
+    torch.testing.assert_close(model.blocks1[0].norm1.weight,
+                               source.blocks1[0].norm1.weight)
+    torch.testing.assert_close(model.patch_embed1.proj1.weight,
+                               source.patch_embed1.proj1.weight)
+    assert model.is_init and model.init_cfg == init_cfg
+    # a second call is a no-op, as for any mmengine module
+    model.norm3.weight.data.fill_(3.)
+    model.init_weights()
+    assert torch.all(model.norm3.weight == 3.)
+
+
+@pytest.mark.filterwarnings('ignore::torch.jit.TracerWarning')
+def test_shapes_in_input_errors_are_plain_ints_when_traced():
+    """FLOP counters trace the model: sizes are 0-d tensors there."""
+    with pytest.raises(ValueError) as err:
+        torch.jit.trace(MorphMLP(TINY), torch.rand(1, 1, 32, 32))
+    assert 'got an input with 1 channels (shape (1, 1, 32, 32))' in \
+        str(err.value)
+    with pytest.raises(ValueError) as err:
+        torch.jit.trace(MorphMLP3D(TINY, num_frames=4),
+                        torch.rand(1, 3, 6, 32, 32))
+    assert 'a clip of 6 frames (shape (1, 3, 6, 32, 32))' in str(err.value)
+    assert 'tensor(' not in str(err.value)
 
 
 # ----------------------------------------------------------------- outputs

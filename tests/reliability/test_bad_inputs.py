@@ -63,16 +63,6 @@ def _tiny_dataset_maker():
     return load_script('tools/data/make_tiny_dataset.py')
 
 
-@pytest.fixture
-def clean_scope():
-    """Drop the DefaultScope instances a Runner creates (global state)."""
-    from mmengine.registry import DefaultScope
-    before = dict(DefaultScope._instance_dict)
-    yield
-    DefaultScope._instance_dict.clear()
-    DefaultScope._instance_dict.update(before)
-
-
 # --------------------------------------------------------------------------
 # helpers that write the bad files
 # --------------------------------------------------------------------------
@@ -172,6 +162,34 @@ def c_drop_path_rate(tmp):
 
 def c_frozen_stages(tmp):
     MorphMLP(TINY, frozen_stages=4)
+
+
+def c_drop_path_rate_str(tmp):
+    MorphMLP(TINY, drop_path_rate='0.1')  # a quoted number in a config
+
+
+def c_norm_cfg_layer_norm(tmp):
+    MorphMLP(TINY, norm_cfg=dict(type='LN'))
+
+
+def c_norm_cfg_unknown_type(tmp):
+    MorphMLP(TINY, norm_cfg=dict(type='BatchNorm'))
+
+
+def c_norm_cfg_2d_in_video_backbone(tmp):
+    MorphMLP3D(TINY, num_frames=4, norm_cfg=dict(type='BN'))
+
+
+def c_norm_eval_not_bool(tmp):
+    MorphMLP(TINY, norm_eval='yes')
+
+
+def c_temporal_not_bool(tmp):
+    MorphMLP3D(TINY, num_frames=4, temporal='False')
+
+
+def c_pretrained_without_checkpoint(tmp):
+    MorphMLP(TINY, init_cfg=dict(type='Pretrained')).init_weights()
 
 
 def c_num_frames_zero(tmp):
@@ -280,6 +298,31 @@ def c_num_frames_mismatch_checkpoint(tmp):
                     str(path))
 
 
+def c_rgb_checkpoint_into_grayscale_model(tmp):
+    path = _save_model(tmp / 'rgb.pth', MorphMLP(TINY))
+    MorphMLP(TINY, in_channels=1, init_cfg=dict(
+        type='Pretrained', checkpoint=str(path))).init_weights()
+
+
+def c_video_checkpoint_other_stem_kernel(tmp):
+    from morphmlp_mm.checkpoint import load_pretrained
+    load_pretrained(MorphMLP3D(TINY, num_frames=4, stem_temporal_kernel=1),
+                    MorphMLP3D(TINY, num_frames=4).state_dict())
+
+
+def c_checkpoint_of_another_mlp_ratio(tmp):
+    from morphmlp_mm.checkpoint import load_pretrained
+    load_pretrained(MorphMLP(TINY),
+                    MorphMLP(dict(TINY, mlp_ratio=3.)).state_dict())
+
+
+def c_checkpoint_with_one_odd_tensor(tmp):
+    from morphmlp_mm.checkpoint import load_pretrained
+    state = MorphMLP(TINY).state_dict()
+    state['blocks1.0.fc.proj.weight'] = torch.zeros(8, 9)  # edited by hand
+    load_pretrained(MorphMLP(TINY), state)
+
+
 def c_not_a_morphmlp_checkpoint(tmp):
     from morphmlp_mm.checkpoint import load_pretrained
     resnet = nn.Sequential(collections.OrderedDict(
@@ -331,6 +374,16 @@ def c_test_tool_missing_checkpoint(tmp):
 
 def c_train_tool_missing_config(tmp):
     _train_tool().main([str(tmp / 'configs' / 'morphmlp_typo.py')])
+
+
+def c_get_flops_missing_config(tmp):
+    load_script('tools/analysis/get_flops.py').main(
+        [str(tmp / 'configs' / 'morphmlp_typo.py')])
+
+
+def c_model_table_unknown_variant(tmp):
+    load_script('tools/analysis/model_table.py').main(
+        ['--quick', '--only', 'huge'])
 
 
 def c_converter_not_morphmlp(tmp):
@@ -449,6 +502,25 @@ CASES: CaseTable = {
                             ['drop_path_rate must be in [0, 1)', '1.5']),
     'frozen_stages too large': (c_frozen_stages, (ValueError, ),
                                 ['frozen_stages', '[-1, 3]', '4']),
+    'drop_path_rate as a string': (
+        c_drop_path_rate_str, (ValueError, ),
+        ['drop_path_rate must be in [0, 1)', 'a number', "str '0.1'"]),
+    'LayerNorm as the stem norm': (
+        c_norm_cfg_layer_norm, (ValueError, ),
+        ["norm_cfg={'type': 'LN'}", 'not a norm the MorphMLP stem can use',
+         "['BN', 'BN2d', 'SyncBN', 'GN', 'IN', 'IN2d']"]),
+    'unknown norm type': (
+        c_norm_cfg_unknown_type, (ValueError, ),
+        ["type 'BatchNorm'", 'allowed types are', "'BN'"]),
+    '2-D BN in the video backbone': (
+        c_norm_cfg_2d_in_video_backbone, (ValueError, ),
+        ["type 'BN'", 'MorphMLP3D', "['BN3d', 'SyncBN', 'GN', 'IN3d']"]),
+    'norm_eval not a bool': (
+        c_norm_eval_not_bool, (ValueError, ),
+        ['norm_eval must be a bool', "'yes'"]),
+    'temporal not a bool': (
+        c_temporal_not_bool, (ValueError, ),
+        ['temporal must be a bool', "'False'"]),
     'num_frames 0': (c_num_frames_zero, (ValueError, ),
                      ['num_frames must be a positive int', '0']),
     'arch typo in a config, through the registry': (
@@ -494,6 +566,27 @@ CASES: CaseTable = {
     'checkpoint of another frame count': (
         c_num_frames_mismatch_checkpoint, (ValueError, ),
         ['num_frames mismatch', 'num_frames=8', 't_fc']),
+    'Pretrained without a checkpoint': (
+        c_pretrained_without_checkpoint, (ValueError, ),
+        ["init_cfg of type 'Pretrained' needs checkpoint=",
+         "{'type': 'Pretrained'}"]),
+    'RGB checkpoint into an in_channels=1 model': (
+        c_rgb_checkpoint_into_grayscale_model, (ValueError, ),
+        ['patch_embed1.proj1.weight', 'in_channels mismatch',
+         'takes in_channels=1', 'Build the model with in_channels=3',
+         '~^(?!.*arch mismatch)']),  # the archs are the same
+    'video checkpoint into a stem_temporal_kernel=1 model': (
+        c_video_checkpoint_other_stem_kernel, (ValueError, ),
+        ['stem_temporal_kernel mismatch', 'stem_temporal_kernel=3',
+         '~^(?!.*arch mismatch)']),
+    'checkpoint of another mlp_ratio': (
+        c_checkpoint_of_another_mlp_ratio, (ValueError, ),
+        ['blocks1.0.mlp.fc1.weight', 'arch mismatch',
+         'mlp_ratio: model [2.0, 2.0, 2.0, 2.0], checkpoint [3.0']),
+    'same arch, one tensor of another shape': (
+        c_checkpoint_with_one_odd_tensor, (ValueError, ),
+        ["'blocks1.0.fc.proj.weight'", 'dim 1: checkpoint 9, model 8',
+         'same depths, channels and MLP ratios', '~^(?!.*arch mismatch)']),
     'not a MorphMLP checkpoint': (
         c_not_a_morphmlp_checkpoint, (ValueError, ),
         ['resnet.pth', 'is it a MorphMLP checkpoint', 'conv1.weight']),
@@ -520,6 +613,12 @@ CASES: CaseTable = {
     'tools/train.py with a missing config': (
         c_train_tool_missing_config, (SystemExit, ),
         ['morphmlp_typo.py: no such file', 'Pass the path of a config']),
+    'tools/analysis/get_flops.py with a missing config': (
+        c_get_flops_missing_config, (SystemExit, ),
+        ['morphmlp_typo.py: no such file', 'Pass the path of a config']),
+    'tools/analysis/model_table.py --only with an unknown name': (
+        c_model_table_unknown_variant, (SystemExit, ),
+        ["--only 'huge' matches no variant", 'MorphMLP-T', "'tiny'"]),
     'converter on a non-MorphMLP file': (
         c_converter_not_morphmlp, (SystemExit, ),
         ['resnet.pth is not a MorphMLP checkpoint', 'patch_embed1']),
@@ -583,7 +682,7 @@ def test_catalogue_is_large_enough():
         reason=KNOWN_GAPS[name], strict=True)) if name in KNOWN_GAPS else name
     for name in CASES
 ])
-def test_bad_input(name, tmp_path, capsys, clean_scope):
+def test_bad_input(name, tmp_path, capsys):
     func, types, patterns = CASES[name]
     with pytest.raises(types) as info:
         func(tmp_path)
@@ -650,8 +749,7 @@ def test_corrupt_and_missing_videos_are_skipped_in_training(tmp_path,
         strict[bad]
 
 
-def test_test_tool_refuses_a_checkpoint_of_another_arch(tmp_path,
-                                                        clean_scope):
+def test_test_tool_refuses_a_checkpoint_of_another_arch(tmp_path):
     """tools/test.py end to end: mmengine would evaluate a partly random
     model; the tool stops and names the keys."""
     maker = _tiny_dataset_maker()

@@ -22,7 +22,6 @@ import pytest
 import torch
 import torch.nn as nn
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 from tool_scripts import load_script
 
 from morphmlp_mm.engine.hooks import (CheckpointMatchHook,
@@ -115,15 +114,6 @@ test_pipeline = [
     dict(type='PackSegInputs'),
 ]
 '''
-
-
-@pytest.fixture(autouse=True)
-def restore_default_scope():
-    """Drop the DefaultScope instances the demos create (global state)."""
-    before = dict(DefaultScope._instance_dict)
-    yield
-    DefaultScope._instance_dict.clear()
-    DefaultScope._instance_dict.update(before)
 
 
 def _build(config, registry_scope):

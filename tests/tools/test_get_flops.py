@@ -346,3 +346,79 @@ def test_2d_recognizer_counts_frames(tmp_path, capsys):
     assert result['flops'] == _macs(build_plain(backbone),
                                     torch.zeros(1, 3, 64, 64))
     assert result['flops_all_views'] == 80 * result['flops']
+
+
+# --------------------------------------------------------------------------
+# user errors
+# --------------------------------------------------------------------------
+def _image_cfg(tmp_path) -> str:
+    base = ROOT / 'configs/classification/morphmlp-tiny_8xb128_in1k.py'
+    return _write(tmp_path, 'img.py',
+                  IMAGE_CFG.format(base=str(base), arch=ARCH))
+
+
+def test_missing_config_is_named(tmp_path):
+    missing = tmp_path / 'configs' / 'morphmlp_typo.py'
+    with pytest.raises(SystemExit) as info:
+        gf.main([str(missing)])
+    text = str(info.value.code)
+    assert text.startswith(f'error: config {missing}: no such file')
+    assert 'Pass the path of a config' in text
+
+
+def test_json_into_a_new_folder(tmp_path, capsys):
+    out_json = tmp_path / 'reports' / 'tiny' / 'flops.json'
+    result = gf.main([_image_cfg(tmp_path), '--shape', '32', '--json',
+                      str(out_json)])
+    capsys.readouterr()
+    assert json.loads(out_json.read_text())['flops'] == result['flops']
+
+
+def test_json_problems_stop_before_counting(tmp_path, monkeypatch):
+    def no_count(*args, **kwargs):
+        raise AssertionError('counted before checking --json')
+
+    monkeypatch.setattr(gf, 'get_flops', no_count)
+    cfg = _image_cfg(tmp_path)
+    with pytest.raises(SystemExit, match='--json .* is a folder'):
+        gf.main([cfg, '--json', str(tmp_path)])
+    blocker = tmp_path / 'file'
+    blocker.write_text('')
+    with pytest.raises(SystemExit, match='cannot create the folder'):
+        gf.main([cfg, '--json', str(blocker / 'sub' / 'flops.json')])
+
+
+def test_wrong_channel_count_prints_a_plain_shape(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        gf.main([_image_cfg(tmp_path), '--shape', '1', '64', '64'])
+    text = str(info.value.code)
+    assert text == ('error: MorphMLP was built with in_channels=3, got an '
+                    'input with 1 channels (shape (1, 1, 64, 64))')
+
+
+# --------------------------------------------------------------------------
+# tools/analysis/model_table.py --only
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize('only, expected', [
+    (['tiny'], ['MorphMLP-T']),
+    (['T'], ['MorphMLP-T']),
+    (['morphmlp-t'], ['MorphMLP-T']),
+    (['L', 'Base'], ['MorphMLP-B', 'MorphMLP-L', 'MorphMLP3D-B16',
+                     'MorphMLP3D-B32']),
+    (['s16', 'SMALL32', 'MorphMLP3D-B16'],
+     ['MorphMLP3D-S16', 'MorphMLP3D-S32', 'MorphMLP3D-B16']),
+])
+def test_model_table_only_accepts_arch_names_and_aliases(only, expected):
+    mt = load_script('tools/analysis/model_table.py')
+    assert [v[0] for v in mt.select_variants(only)] == expected
+    assert len(mt.select_variants(None)) == len(mt.VARIANTS)
+
+
+def test_model_table_only_tiny_prints_a_row(capsys):
+    mt = load_script('tools/analysis/model_table.py')
+    rows = mt.main(['--quick', '--only', 'tiny'])
+    assert [r['variant'] for r in rows] == ['MorphMLP-T']
+    assert 'MorphMLP-T' in capsys.readouterr().out
+    assert torch.is_grad_enabled()  # no global state left behind
+    with pytest.raises(SystemExit, match="'xl' matches no variant.*'tiny'"):
+        mt.main(['--quick', '--only', 'tiny', 'xl'])

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 from tool_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,15 +37,6 @@ def argv(monkeypatch):
         return module.parse_args()
 
     return run
-
-
-@pytest.fixture
-def restore_default_scope():
-    """Drop the DefaultScope instances a Runner creates (global state)."""
-    before = dict(DefaultScope._instance_dict)
-    yield
-    DefaultScope._instance_dict.clear()
-    DefaultScope._instance_dict.update(before)
 
 
 # --------------------------------------------------------------------------
@@ -475,7 +465,7 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
 '''
 
 
-def test_train_test_resume_end_to_end(tmp_path, restore_default_scope):
+def test_train_test_resume_end_to_end(tmp_path):
     data_root = tmp_path / 'kinetics400'
     mtd.make_dataset([
         'kinetics400', '--out', str(data_root), '--per-class', '2',

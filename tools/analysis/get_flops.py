@@ -50,6 +50,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import os.path as osp
 import sys
 import warnings
@@ -573,20 +574,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         '--show-table', action='store_true',
         help='also print mmengine\'s per-module FLOP table (depth 3)')
-    parser.add_argument('--json', help='also write the result to this file')
+    parser.add_argument(
+        '--json', help='also write the result to this file (its folder is '
+        'created if need be)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config entries, xxx=yyy pairs merged into the config')
     return parser
 
 
+def prepare_json_path(path: str) -> None:
+    """Create the folder of ``--json`` before any counting.
+
+    Raises:
+        SystemExit: ``path`` is a folder, or its folder cannot be created.
+    """
+    if osp.isdir(path):
+        raise SystemExit(
+            f'error: --json {path} is a folder; pass a file path such as '
+            f'{osp.join(path, "flops.json")}')
+    folder = osp.dirname(osp.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise SystemExit(
+            f'error: --json {path}: cannot create the folder {folder}: '
+            f'{err.strerror or err}') from err
+
+
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     """Parse the arguments, count and print; returns the result dict."""
     args = build_parser().parse_args(argv)
     import_plugin()
-    cfg = Config.fromfile(args.config)
+    from morphmlp_mm.utils.cli import read_config
+    cfg = read_config(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if args.json:
+        prepare_json_path(args.json)
     try:
         result = get_flops(cfg, args.shape, args.with_head, args.task,
                            args.show_table, args.ignore_norms,
