@@ -19,14 +19,8 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 TOOLS_DIR=$(cd "$(dirname "$0")" && pwd)
-if [ -z "${PYTHON:-}" ]; then
-    if [ -z "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ] \
-            && [ -x "${TOOLS_DIR}/../.venv/bin/python" ]; then
-        PYTHON="${TOOLS_DIR}/../.venv/bin/python"
-    else
-        PYTHON=python
-    fi
-fi
+# shellcheck source=find_python.sh
+. "${TOOLS_DIR}/find_python.sh"
 
 set -x
 PYTHONPATH="${TOOLS_DIR}/..${PYTHONPATH:+:${PYTHONPATH}}" \

@@ -19,14 +19,8 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
 TOOLS_DIR=$(cd "$(dirname "$0")" && pwd)
-if [ -z "${PYTHON:-}" ]; then
-    if [ -z "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ] \
-            && [ -x "${TOOLS_DIR}/../.venv/bin/python" ]; then
-        PYTHON="${TOOLS_DIR}/../.venv/bin/python"
-    else
-        PYTHON=python
-    fi
-fi
+# shellcheck source=find_python.sh
+. "${TOOLS_DIR}/find_python.sh"
 export MASTER_PORT=${MASTER_PORT:-$((12000 + RANDOM % 20000))}
 
 set -x

@@ -515,6 +515,7 @@ def test_launch_scripts_pick_the_python(tmp_path, script):
     tools = tmp_path / 'repo' / 'tools'
     tools.mkdir(parents=True)
     shutil.copy(ROOT / 'tools' / script, tools / script)
+    shutil.copy(ROOT / 'tools' / 'find_python.sh', tools / 'find_python.sh')
     bins = {}
     for name, where in (('venv', tmp_path / 'repo' / '.venv' / 'bin'),
                         ('path', tmp_path / 'bin'),
