@@ -2,7 +2,9 @@
 
 Runtime needs torch, mmengine and mmcv (full ``mmcv`` or ``mmcv-lite``; we
 do not pin one of them in ``install_requires`` because installing both puts
-two packages into the same ``mmcv/`` folder). Each host is an extra.
+two packages into the same ``mmcv/`` folder): ``.[all]`` brings mmcv-lite,
+a single host extra does not, so add ``mmcv-lite`` to it (``.[cls,mmcv-lite]``)
+unless mmcv is installed. Each host is an extra.
 Exact, tested pins: ``requirements/tests.txt``.
 """
 import os.path as osp
@@ -22,6 +24,14 @@ def readme():
         return f.read()
 
 
+MMCV_LITE = ['mmcv-lite>=2.0.0,<2.2.0']
+# The hosts' configs and registries import pkg_resources (dropped by
+# setuptools 81) through mmengine's mim helpers.
+HOST_COMMON = ['setuptools<81']
+VIDEO = ['mmaction2>=1.1,<2.0', 'decord>=0.6.0', 'av']
+SEG = ['mmsegmentation>=1.1,<2.0', 'ftfy', 'regex']
+CLS = ['mmpretrain>=1.0,<2.0']
+
 setup(
     name='morphmlp_mm',
     version=read_version(),
@@ -39,15 +49,11 @@ setup(
     ],
     extras_require={
         # mmaction2 1.2 and mmseg 1.2 reject mmcv>=2.2 at import time.
-        'mmcv-lite': ['mmcv-lite>=2.0.0,<2.2.0'],
-        'video': ['mmaction2>=1.1,<2.0', 'decord>=0.6.0', 'av'],
-        'seg': ['mmsegmentation>=1.1,<2.0', 'ftfy', 'regex'],
-        'cls': ['mmpretrain>=1.0,<2.0'],
-        'all': [
-            'mmcv-lite>=2.0.0,<2.2.0', 'mmaction2>=1.1,<2.0', 'decord>=0.6.0',
-            'av', 'mmsegmentation>=1.1,<2.0', 'ftfy', 'regex',
-            'mmpretrain>=1.0,<2.0', 'setuptools<81', 'matplotlib'
-        ],
+        'mmcv-lite': MMCV_LITE,
+        'video': HOST_COMMON + VIDEO,
+        'seg': HOST_COMMON + SEG,
+        'cls': HOST_COMMON + CLS,
+        'all': MMCV_LITE + HOST_COMMON + VIDEO + SEG + CLS + ['matplotlib'],
     },
     classifiers=[
         'Programming Language :: Python :: 3',

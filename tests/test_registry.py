@@ -354,3 +354,20 @@ def test_scheduler_state_with_counter_loads(tmp_path):
     path = tmp_path / 'sched.pth'
     torch.save({'milestones': collections.Counter({3: 1})}, path)
     assert safe_torch_load(str(path))['milestones'] == {3: 1}
+
+
+def test_import_without_mmcv_names_the_install(tmp_path):
+    """A host extra alone (``.[cls]``) brings no mmcv: importing the package
+    says which one to install, not ``No module named 'mmcv.cnn'``."""
+    import subprocess
+    import sys
+    code = (
+        'import sys\n'
+        "sys.modules['mmcv'] = None  # as if not installed\n"
+        'import morphmlp_mm\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, cwd=str(tmp_path))
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith('ImportError: morphmlp_mm needs mmcv 2.0 or 2.1')
+    assert 'mmcv-lite' in last and '.[cls,mmcv-lite]' in last
