@@ -57,8 +57,19 @@ tell every frame count apart (any T' dividing all stage widths gives C x C,
 e.g. 8 and 14 for MorphMLP-S), so :func:`detect_arch` returns every
 candidate and :func:`choose_num_frames` prefers a frame count recorded in the
 checkpoint, then the official 16 / 32.
+
+A recorded count is read from our converter's ``meta['num_frames']``, the
+official PySlowFast ``cfg`` (``DATA.NUM_FRAMES``) or, for mmengine Runner
+checkpoints, ``model.backbone.num_frames`` of the config text in
+``meta['cfg']`` (parsed with :mod:`ast`, never executed). Because equal shapes
+do not prove equal frame counts, :func:`load_pretrained` refuses a recorded
+count whose T' differs from the model's (:class:`CheckpointLoadError`),
+unless ``temporal_weights='init'`` starts the temporal branch from its init.
 """
+import ast
 import contextlib
+import logging
+import numbers
 import os.path as osp
 import re
 from collections import OrderedDict
@@ -72,6 +83,7 @@ from torch.overrides import TorchFunctionMode
 
 from .models.morph_fc import temporal_groups
 from .utils import safe_torch_load
+from .utils.safe_load import is_safe_loader, safe_load_remote, safe_load_url
 
 #: Names of the final norm in the official code and in our backbones.
 OFFICIAL_FINAL_NORM = 'norm.'
@@ -96,8 +108,26 @@ OFFICIAL_STEM_FRAMES = (8, 16)
 _BLOCK_RE = re.compile(r'^blocks(\d+)\.(\d+)\.')
 _TEMPORAL_RE = re.compile(r'^blocks\d+\.\d+\.(t_fc|t_norm1)\.')
 _WRAPPER_KEYS = ('state_dict', 'model_state', 'model', 'state_dict_ema')
+#: What :func:`load_pretrained` does with the checkpoint's temporal branch:
+#: ``'load'`` it (refusing a recorded frame count that does not match the
+#: model) or leave the model's ``'init'``.
+TEMPORAL_WEIGHTS = ('load', 'init')
+#: mmengine schemes that download through ``load_from_http``.
+_MMENGINE_VIA_HTTP = ('torchvision://', 'modelzoo://', 'mmcls://')
 
 StateDict = Dict[str, torch.Tensor]
+
+
+class CheckpointLoadError(ValueError):
+    """A checkpoint does not fit the model it is loaded into.
+
+    Raised by :func:`load_pretrained` (and the helpers it calls) for
+    problems the user fixes in the config: a prefix that matches no key, a
+    file that is not a MorphMLP checkpoint, a shape mismatch (arch,
+    ``num_frames``, ``in_channels``...) or a recorded frame count that
+    differs from the model's. The message names the file or key, the values
+    and the fix. A ``ValueError``, so existing handlers keep working.
+    """
 
 
 # --------------------------------------------------------------------------
@@ -107,11 +137,20 @@ def load_checkpoint_file(filename: str,
                          map_location: Optional[Any] = 'cpu') -> Any:
     """Read a checkpoint without executing pickled code.
 
-    Local files go through :func:`morphmlp_mm.utils.safe_torch_load`
-    (``weights_only=True`` first, then an allow-listed unpickler for
-    mmengine metadata). Other schemes (``http://``, ``s3://`` ...) go through
-    mmengine's ``CheckpointLoader``, whose local loader the package makes
-    safe as well.
+    Every file ends in :func:`morphmlp_mm.utils.safe_torch_load`
+    (TorchScript archives refused, ``weights_only=True`` first, then an
+    allow-listed unpickler for mmengine metadata):
+
+    * local paths directly;
+    * ``http://`` / ``https://``: downloaded into torch.hub's cache
+      (``<torch.hub.get_dir()>/checkpoints``; a cached file is not
+      downloaded again), then read;
+    * ``torchvision://``, ``modelzoo://``, ``mmcls://``, ``open-mmlab://``:
+      through mmengine's ``CheckpointLoader``, whose loaders the package
+      replaces on import;
+    * any other ``scheme://`` (``s3://``, ``petrel://`` ...): the bytes are
+      read with ``mmengine.fileio.get`` and loaded from memory; a prefix no
+      mmengine file backend serves raises ``ValueError``.
 
     Args:
         filename (str): Path or URL.
@@ -122,11 +161,20 @@ def load_checkpoint_file(filename: str,
         The unpickled object.
     """
     filename = str(filename)
-    if '://' in filename and not osp.isfile(filename):
-        from mmengine.runner.checkpoint import CheckpointLoader
-        return CheckpointLoader.load_checkpoint(
-            filename, map_location=map_location)
-    return safe_torch_load(filename, map_location=map_location)
+    if '://' not in filename or osp.isfile(filename):
+        return safe_torch_load(filename, map_location=map_location)
+    if filename.startswith(('http://', 'https://')):
+        return safe_load_url(filename, map_location=map_location)
+    from mmengine.runner import checkpoint as mm_checkpoint
+    loader = mm_checkpoint.CheckpointLoader._get_checkpoint_loader(filename)
+    via_http = (filename.startswith(_MMENGINE_VIA_HTTP)
+                and getattr(loader, '__module__', '') == mm_checkpoint.__name__
+                and is_safe_loader(mm_checkpoint.load_from_http))
+    own = is_safe_loader(loader) and loader is not \
+        mm_checkpoint.CheckpointLoader._schemes.get('')
+    if via_http or own:
+        return loader(filename, map_location)
+    return safe_load_remote(filename, map_location=map_location)
 
 
 def extract_state_dict(checkpoint: Any) -> StateDict:
@@ -144,10 +192,11 @@ def extract_state_dict(checkpoint: Any) -> StateDict:
         dict: An ordered ``{name: tensor}`` dict.
 
     Raises:
-        ValueError: ``checkpoint`` holds no tensors in a known place.
+        CheckpointLoadError: ``checkpoint`` holds no tensors in a known
+            place.
     """
     if not isinstance(checkpoint, Mapping):
-        raise ValueError(
+        raise CheckpointLoadError(
             f'checkpoint must be a dict of tensors or a dict with one of the '
             f'keys {list(_WRAPPER_KEYS)}, got {type(checkpoint).__name__}')
     state = checkpoint
@@ -158,7 +207,7 @@ def extract_state_dict(checkpoint: Any) -> StateDict:
     tensors = OrderedDict(
         (k, v) for k, v in state.items() if isinstance(v, torch.Tensor))
     if not tensors:
-        raise ValueError(
+        raise CheckpointLoadError(
             'checkpoint holds no tensors: expected a flat state_dict or a '
             f'dict with one of the keys {list(_WRAPPER_KEYS)}; its top-level '
             f'keys are {sorted(map(str, checkpoint))[:10]}')
@@ -173,7 +222,7 @@ def select_prefix(state: Mapping[str, torch.Tensor],
     """Keep the keys under ``prefix`` and strip it (``'backbone'`` works too).
 
     Raises:
-        ValueError: no key starts with ``prefix``.
+        CheckpointLoadError: no key starts with ``prefix``.
     """
     if not prefix.endswith('.'):
         prefix += '.'
@@ -181,29 +230,94 @@ def select_prefix(state: Mapping[str, torch.Tensor],
                          if k.startswith(prefix))
     if not picked:
         tops = sorted({k.split('.')[0] for k in state})
-        raise ValueError(
+        raise CheckpointLoadError(
             f'prefix={prefix!r} matches no key of the checkpoint; its '
             f'top-level names are {tops[:20]}')
     return picked
 
 
-def read_official_cfg(checkpoint: Any) -> dict:
-    """Frames, classes and depths recorded in an official checkpoint.
+def _as_int(value: Any) -> Optional[int]:
+    """``value`` as an int if it is an integer (not a bool), else None."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return None
 
-    PySlowFast stores its config as a YAML string under ``cfg``; converted
-    checkpoints of this package store ``meta['num_frames']``.
+
+def _dict_entry(node: Optional[ast.AST], key: str) -> Optional[ast.AST]:
+    """The value node of ``key`` in a ``dict(...)`` call or ``{...}``."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+            and node.func.id == 'dict':
+        for keyword in node.keywords:
+            if keyword.arg == key:
+                return keyword.value
+    elif isinstance(node, ast.Dict):
+        for k, v in zip(node.keys, node.values):
+            if isinstance(k, ast.Constant) and k.value == key:
+                return v
+    return None
+
+
+def frames_from_config_text(text: str) -> Optional[int]:
+    """``model.backbone.num_frames`` of an mmengine config given as text.
+
+    mmengine's Runner saves its config as Python text in
+    ``meta['cfg']``. The text is parsed with :func:`ast.parse` and the
+    value read with :func:`ast.literal_eval`, so nothing in it runs. A
+    ``MorphMLP3D`` backbone without ``num_frames`` has the class default.
+
+    Args:
+        text (str): Config text (``Config.pretty_text``).
 
     Returns:
-        dict: Any of ``num_frames``, ``num_classes`` and ``depths`` found.
+        int | None: The frame count, or None if the text has none (not a
+        video MorphMLP, not Python, or not a literal).
     """
-    found = {}
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, TypeError, RecursionError,
+            MemoryError):
+        return None
+    model = None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == 'model'
+                for t in node.targets):
+            model = node.value
+    backbone = _dict_entry(model, 'backbone')
+    node = _dict_entry(backbone, 'num_frames')
+    try:
+        if node is not None:
+            return _as_int(ast.literal_eval(node))
+        kind = _dict_entry(backbone, 'type')
+        kind = ast.literal_eval(kind) if kind is not None else None
+    except (ValueError, TypeError, SyntaxError, RecursionError,
+            MemoryError):
+        return None
+    if isinstance(kind, str) and kind.split('.')[-1] == 'MorphMLP3D':
+        import inspect
+
+        from .models.morphmlp3d import MorphMLP3D
+        return inspect.signature(MorphMLP3D).parameters['num_frames'].default
+    return None
+
+
+def _read_records(checkpoint: Any) -> Tuple[dict, dict]:
+    """What :func:`read_official_cfg` returns, plus where each came from."""
+    found, where = {}, {}
     if not isinstance(checkpoint, Mapping):
-        return found
+        return found, where
     meta = checkpoint.get('meta')
     if isinstance(meta, Mapping):
         for key in ('num_frames', 'num_classes', 'depths'):
             if meta.get(key) is not None:
                 found[key] = meta[key]
+                where[key] = f"meta['{key}']"
+        if 'num_frames' not in found and isinstance(meta.get('cfg'), str):
+            frames = frames_from_config_text(meta['cfg'])
+            if frames is not None:
+                found['num_frames'] = frames
+                where['num_frames'] = ("model.backbone.num_frames of the "
+                                       "config in meta['cfg']")
     cfg = checkpoint.get('cfg')
     if isinstance(cfg, str):
         try:
@@ -217,11 +331,43 @@ def read_official_cfg(checkpoint: Any) -> dict:
         morph = cfg.get('MORPH') or {}
         if isinstance(data.get('NUM_FRAMES'), int):
             found['num_frames'] = data['NUM_FRAMES']
+            where['num_frames'] = "DATA.NUM_FRAMES of the official 'cfg'"
         if isinstance(model.get('NUM_CLASSES'), int):
             found['num_classes'] = model['NUM_CLASSES']
+            where['num_classes'] = "MODEL.NUM_CLASSES of the official 'cfg'"
         if isinstance(morph.get('LAYERS'), (list, tuple)):
             found['depths'] = list(morph['LAYERS'])
-    return found
+            where['depths'] = "MORPH.LAYERS of the official 'cfg'"
+    return found, where
+
+
+def read_official_cfg(checkpoint: Any) -> dict:
+    """Frames, classes and depths recorded in a checkpoint.
+
+    Sources: converted checkpoints of this package store
+    ``meta['num_frames']`` (and ``num_classes``, ``depths``); mmengine Runner
+    checkpoints store their config as text in ``meta['cfg']``, from which
+    ``model.backbone.num_frames`` is read (:func:`frames_from_config_text`);
+    PySlowFast stores its config as a YAML string under ``cfg``, which wins.
+
+    Returns:
+        dict: Any of ``num_frames``, ``num_classes`` and ``depths`` found.
+    """
+    return _read_records(checkpoint)[0]
+
+
+def recorded_num_frames(checkpoint: Any) -> Tuple[Optional[int], str]:
+    """The frame count a checkpoint records, and where it is recorded.
+
+    Returns:
+        tuple: (``num_frames`` or None, a description of its source such as
+        ``"meta['num_frames']"``; empty when there is none).
+    """
+    found, where = _read_records(checkpoint)
+    frames = _as_int(found.get('num_frames'))
+    if frames is None or frames < 1:
+        return None, ''
+    return frames, where['num_frames']
 
 
 # --------------------------------------------------------------------------
@@ -285,12 +431,12 @@ def check_morphmlp(state: Mapping[str, Any], source: str = 'checkpoint'
         source (str): What to call it in the message (a file name).
 
     Raises:
-        ValueError: a signature key is missing.
+        CheckpointLoadError: a signature key is missing.
     """
     missing = [k for k in SIGNATURE_KEYS if k not in state]
     if missing:
         sample = list(state)[:8]
-        raise ValueError(
+        raise CheckpointLoadError(
             f'{source} is not a MorphMLP checkpoint: it lacks {missing} '
             f'(a MorphMLP state dict has keys such as {list(SIGNATURE_KEYS)}'
             f'); its first keys are {sample}. Pass the official MorphMLP '
@@ -406,6 +552,22 @@ def detect_arch(state: Mapping[str, Any],
                     frames, num_classes)
 
 
+def stem_frames_of(num_frames: int) -> int:
+    """Frames after the stem for ``num_frames`` input frames: ceil(T / 2)."""
+    return (int(num_frames) - 1) // 2 + 1
+
+
+def fitting_num_frames(info: ArchInfo) -> List[int]:
+    """Every input frame count whose temporal branch has ``info``'s shapes.
+
+    The stem makes T' = ceil(num_frames / 2), so each fitting T' gives two
+    counts, ``2 T' - 1`` and ``2 T'``. Empty if ``info`` has no temporal
+    branch.
+    """
+    return sorted({2 * t for t in info.stem_frames} |
+                  {2 * t - 1 for t in info.stem_frames})
+
+
 def choose_num_frames(info: ArchInfo,
                       requested: Optional[int] = None,
                       recorded: Optional[int] = None) -> Optional[int]:
@@ -429,8 +591,7 @@ def choose_num_frames(info: ArchInfo,
     """
     if not info.temporal:
         return requested
-    fits = {2 * t for t in info.stem_frames} | \
-        {2 * t - 1 for t in info.stem_frames}
+    fits = set(fitting_num_frames(info))
     if requested is not None:
         if requested not in fits:
             raise ValueError(
@@ -547,12 +708,15 @@ class LoadReport:
         missing (list[str]): Model keys the checkpoint lacks (they keep
             their initialisation).
         unexpected (list[str]): Checkpoint keys the model has no place for.
+        skipped (list[str]): Checkpoint keys left out on request
+            (``temporal_weights='init'``: the temporal branch).
     """
     loaded: List[str] = field(default_factory=list)
     inflated: List[str] = field(default_factory=list)
     folded: List[str] = field(default_factory=list)
     missing: List[str] = field(default_factory=list)
     unexpected: List[str] = field(default_factory=list)
+    skipped: List[str] = field(default_factory=list)
 
 
 def _model_summary(model: nn.Module) -> str:
@@ -574,8 +738,7 @@ def _ckpt_summary(info: Optional[ArchInfo]) -> str:
     if info.arch_name:
         text += f", MorphMLP-{info.arch_name[0].upper()}"
     if info.temporal:
-        text += (', num_frames in '
-                 f'{sorted(2 * t for t in info.stem_frames)}')
+        text += f', num_frames in {fitting_num_frames(info)}'
     return text + ')'
 
 
@@ -612,15 +775,18 @@ def _arch_differences(model: nn.Module,
 
 
 def _mismatch_error(key: str, src: Tuple[int, ...], dst: Tuple[int, ...],
-                    model: nn.Module, info: Optional[ArchInfo]) -> ValueError:
+                    model: nn.Module, info: Optional[ArchInfo]
+                    ) -> CheckpointLoadError:
     stem = key == STEM_KERNEL
     if '.t_fc.mlp_t.' in key:
         cause = (f'num_frames mismatch: MorphFC_t is built for a fixed '
                  f'frame count; the model has num_frames='
                  f"{getattr(model, 'num_frames', '?')}, "
                  f'{_ckpt_summary(info)} was trained for another one. Build '
-                 'the model with the checkpoint\'s num_frames, or drop the '
-                 't_fc keys to start the temporal branch from its init')
+                 'the model with the checkpoint\'s num_frames, or pass '
+                 "temporal_weights='init' (in init_cfg: dict(type="
+                 "'Pretrained', ..., temporal_weights='init')) to start the "
+                 'temporal branch from its init')
     elif stem and len(src) >= 2 and len(dst) >= 2 and src[0] == dst[0] \
             and src[1] != dst[1]:
         cause = (f'in_channels mismatch: the stem\'s first convolution of '
@@ -651,17 +817,18 @@ def _mismatch_error(key: str, src: Tuple[int, ...], dst: Tuple[int, ...],
             cause = (f'this tensor alone differs ({"; ".join(dims)}); the '
                      f'checkpoint\'s arch {known}. Check the options that '
                      'shape this tensor')
-    return ValueError(
+    return CheckpointLoadError(
         f'cannot load {key!r}: checkpoint shape {list(src)} vs model shape '
         f'{list(dst)}; likely cause: {cause}')
 
 
-def _pretrained_inflate(model: nn.Module) -> Optional[str]:
+def _pretrained_option(model: nn.Module, key: str) -> Any:
+    """``key`` of the model's first ``Pretrained`` init_cfg, or None."""
     cfgs = getattr(model, 'init_cfg', None)
     cfgs = cfgs if isinstance(cfgs, list) else [cfgs] if cfgs else []
     for cfg in cfgs:
         if isinstance(cfg, Mapping) and cfg.get('type') == 'Pretrained':
-            return cfg.get('inflate')
+            return cfg.get(key)
     return None
 
 
@@ -686,8 +853,9 @@ def convert_to_model(state: Mapping[str, torch.Tensor],
         tuple: (dict ready for ``load_state_dict``, report).
 
     Raises:
-        ValueError: a shape mismatch that is not inflation / folding, or
-            different block counts (arch mismatch).
+        ValueError: ``inflate`` is not a known mode.
+        CheckpointLoadError: a shape mismatch that is not inflation /
+            folding, or different block counts (arch mismatch).
     """
     if inflate not in INFLATE_MODES:
         raise ValueError(
@@ -704,7 +872,7 @@ def convert_to_model(state: Mapping[str, torch.Tensor],
             hint = (' (official MorphMLP-S files published before '
                     '2023-03-16 hold B depths [4, 6, 15, 4]: build the model '
                     "with arch='base')")
-        raise ValueError(
+        raise CheckpointLoadError(
             f'cannot load the checkpoint: block counts differ; likely cause: '
             f'arch mismatch: the model is {_model_summary(model)}, '
             f'{_ckpt_summary(info)}{hint}')
@@ -730,12 +898,67 @@ def convert_to_model(state: Mapping[str, torch.Tensor],
     return out, report
 
 
+def _check_frames(model: nn.Module, info: Optional[ArchInfo],
+                  checkpoint: Any, source: str, logger: Any) -> None:
+    """Refuse a recorded frame count whose T' differs from the model's.
+
+    Only when both the model and the checkpoint have a temporal branch:
+    shapes alone cannot tell every frame count apart (``t_fc.mlp_t`` is
+    C x C for 8 and 16 frames of most archs).
+    """
+    from mmengine.logging import print_log
+
+    model_frames = getattr(model, 'num_frames', None)
+    if info is None or not info.temporal or model_frames is None or \
+            not any(is_temporal_key(k) for k in model.state_dict()):
+        return
+    model_stem = getattr(model, 'stem_frames', None) or \
+        stem_frames_of(model_frames)
+    fits = fitting_num_frames(info)
+    recorded, where = recorded_num_frames(checkpoint)
+    if recorded is not None and recorded not in fits:
+        if logger is not None:
+            print_log(
+                f'{source}: ignoring num_frames={recorded} recorded in '
+                f'{where}: it does not fit the t_fc.mlp_t widths '
+                f'{info.temporal_dims}, which fit num_frames in {fits}',
+                logger=logger, level=logging.WARNING)
+        recorded = None
+    if recorded is None:
+        if logger is not None and len(info.stem_frames) > 1 and \
+                model_stem in info.stem_frames:
+            print_log(
+                f'{source} records no frame count; its t_fc.mlp_t shapes '
+                f'fit num_frames in {fits}, so its temporal branch loads '
+                f'into num_frames={model_frames} whichever of them it was '
+                'trained with', logger=logger)
+        return
+    if stem_frames_of(recorded) != model_stem:
+        raise CheckpointLoadError(
+            f'cannot load the temporal branch of {source!r}: it was trained '
+            f'with num_frames={recorded} ({where}; T\'='
+            f'{stem_frames_of(recorded)} after the stem), the model is built '
+            f'with num_frames={model_frames} (T\'={model_stem}). MorphFC_t '
+            'is built for a fixed frame count, so its weights would load '
+            'with the wrong meaning. Build the model with '
+            f'num_frames={recorded}, or pass temporal_weights=\'init\' (in '
+            "init_cfg: dict(type='Pretrained', ..., temporal_weights="
+            "'init')) to start the temporal branch from its init")
+    if recorded != model_frames and logger is not None:
+        print_log(
+            f'{source} was trained with num_frames={recorded}, the model '
+            f'has num_frames={model_frames}: both give T\'={model_stem} '
+            'after the stem, so the temporal branch loads as trained',
+            logger=logger)
+
+
 def load_pretrained(model: nn.Module,
                     checkpoint: Union[str, Mapping[str, Any]],
                     prefix: Optional[str] = None,
                     map_location: Optional[Any] = 'cpu',
                     inflate: Optional[str] = None,
-                    logger: Any = 'current') -> LoadReport:
+                    logger: Any = 'current',
+                    temporal_weights: Optional[str] = None) -> LoadReport:
     """Load MorphMLP weights of any supported origin into a backbone.
 
     Accepted checkpoints: the official files (flat state dict, or a dict
@@ -745,6 +968,13 @@ def load_pretrained(model: nn.Module,
     backbone dicts. Image weights go into :class:`MorphMLP3D` by inflation
     (the temporal branch keeps its official init), video weights into
     :class:`MorphMLP` by folding (the temporal branch is dropped).
+
+    Frame counts: when the model and the checkpoint both have a temporal
+    branch and the checkpoint records its frame count (converter
+    ``meta['num_frames']``, official ``cfg`` ``DATA.NUM_FRAMES``, or
+    ``model.backbone.num_frames`` of a Runner checkpoint's ``meta['cfg']``),
+    a count whose T' = ceil(num_frames / 2) differs from the model's is
+    refused, even where the shapes agree.
 
     Args:
         model (nn.Module): The backbone to fill.
@@ -758,22 +988,38 @@ def load_pretrained(model: nn.Module,
             ``'center'``.
         logger: mmengine logger (or ``'current'``) for the report; None
             silences it.
+        temporal_weights (str, optional): ``'load'``: load the checkpoint's
+            temporal branch (``t_fc``, ``t_norm1``) and refuse a recorded
+            frame count that does not match the model. ``'init'``: leave
+            it out, so the model's MorphFC_t keeps its init (to fine-tune
+            at another frame count); the keys are listed in
+            ``LoadReport.skipped``. Defaults to the ``temporal_weights`` key
+            of the model's ``Pretrained`` init_cfg, else ``'load'``.
 
     Returns:
-        LoadReport: Loaded, converted, missing and unexpected keys.
+        LoadReport: Loaded, converted, missing, unexpected and skipped keys.
 
     Raises:
-        ValueError: nothing matches the model (not a MorphMLP checkpoint,
-            wrong prefix) or a shape mismatch that is not inflation /
-            folding (wrong arch or num_frames; the message names the key and
-            both shapes).
+        ValueError: ``inflate`` or ``temporal_weights`` is not a known
+            value.
+        CheckpointLoadError: (a ``ValueError``) nothing matches the model
+            (not a MorphMLP checkpoint, wrong prefix), a shape mismatch
+            that is not inflation / folding (wrong arch or num_frames; the
+            message names the key and both shapes), or a recorded frame
+            count that differs from the model's.
     """
-    import logging
-
     from mmengine.logging import print_log
 
     if inflate is None:
-        inflate = _pretrained_inflate(model) or 'center'
+        inflate = _pretrained_option(model, 'inflate') or 'center'
+    if temporal_weights is None:
+        temporal_weights = _pretrained_option(model, 'temporal_weights') \
+            or 'load'
+    if temporal_weights not in TEMPORAL_WEIGHTS:
+        raise ValueError(
+            f'temporal_weights={temporal_weights!r} is not supported; choose '
+            f"one of {list(TEMPORAL_WEIGHTS)} ('init' starts the temporal "
+            'branch from its init instead of loading it)')
     source = 'checkpoint'
     if isinstance(checkpoint, str) or hasattr(checkpoint, '__fspath__'):
         source = str(checkpoint)
@@ -790,11 +1036,19 @@ def load_pretrained(model: nn.Module,
         info = detect_arch(backbone, head)
     except ValueError:
         pass  # reported below if nothing matches
+    skipped = []
+    if temporal_weights == 'init':
+        skipped = [k for k in backbone if is_temporal_key(k)]
+        backbone = OrderedDict((k, v) for k, v in backbone.items()
+                               if not is_temporal_key(k))
+    else:
+        _check_frames(model, info, checkpoint, source, logger)
     converted, report = convert_to_model(backbone, model, inflate, info)
+    report.skipped = skipped
     if head:
         report.unexpected.extend(OFFICIAL_HEAD + k for k in head)
     if not report.loaded:
-        raise ValueError(
+        raise CheckpointLoadError(
             f'no key of {source!r} matches {type(model).__name__}: is it a '
             f'MorphMLP checkpoint, and is prefix={prefix!r} right? Its first '
             f'keys are {list(state)[:8]}; the model expects keys such as '
@@ -808,10 +1062,15 @@ def load_pretrained(model: nn.Module,
         if report.folded:
             msg += f'; folded: {report.folded}'
         print_log(msg, logger=logger)
+        if report.skipped:
+            print_log(
+                f"temporal_weights='init': {len(report.skipped)} "
+                'temporal-branch keys of the checkpoint are not loaded; the '
+                "model's MorphFC_t keeps its init", logger=logger)
         if report.missing:
             temporal = [k for k in report.missing if is_temporal_key(k)]
             rest = [k for k in report.missing if not is_temporal_key(k)]
-            if temporal:
+            if temporal and not report.skipped:
                 print_log(
                     f'{len(temporal)} temporal-branch keys are not in the '
                     'checkpoint and keep the official init '
@@ -837,9 +1096,12 @@ def load_pretrained(model: nn.Module,
 
 
 __all__ = [
-    'ArchInfo', 'LoadReport', 'INFLATE_MODES', 'OFFICIAL_CHUNK_LENGTHS',
-    'check_morphmlp', 'choose_num_frames', 'convert_to_model', 'detect_arch',
-    'extract_state_dict', 'fold_kernel', 'inflate_kernel', 'init_on_meta',
+    'ArchInfo', 'CheckpointLoadError', 'LoadReport', 'INFLATE_MODES',
+    'OFFICIAL_CHUNK_LENGTHS', 'TEMPORAL_WEIGHTS', 'check_morphmlp',
+    'choose_num_frames', 'convert_to_model', 'detect_arch',
+    'extract_state_dict', 'fitting_num_frames', 'fold_kernel',
+    'frames_from_config_text', 'inflate_kernel', 'init_on_meta',
     'is_temporal_key', 'load_checkpoint_file', 'load_pretrained',
-    'read_official_cfg', 'select_prefix', 'split_backbone_head'
+    'read_official_cfg', 'recorded_num_frames', 'select_prefix',
+    'split_backbone_head', 'stem_frames_of'
 ]

@@ -1,9 +1,10 @@
 """Workarounds for bugs in the OpenMMLab hosts, applied on ``import morphmlp_mm``.
 
 Every block below fixes one upstream problem, names it, and only acts when the
-problem is actually present: a full mmcv build, an mmaction2 wheel that ships
-all its modules, or an mmengine that already handles ``weights_only`` pass
-through untouched. :func:`apply_all` is idempotent.
+problem is actually present: a full mmcv build or an mmaction2 wheel that
+ships all its modules pass through untouched. The checkpoint loaders are the
+exception: they are always replaced, since mmengine's remote schemes unpickle
+without restriction on every version. :func:`apply_all` is idempotent.
 
 What is patched and why (see README "Installation" for the version matrix):
 
@@ -21,6 +22,14 @@ What is patched and why (see README "Installation" for the version matrix):
   upstream after 0.10.7 by #1670). See :mod:`morphmlp_mm.utils.safe_load` for
   the loader we register instead: weights-only with an explicit allow-list of
   the metadata types mmengine writes, never a blanket ``weights_only=False``.
+  The same loader replaces mmengine's other schemes, which run pickled code
+  on every torch version: ``http(s)://`` (and through it ``torchvision://``,
+  ``modelzoo://``, ``mmcls://``, the URLs of ``open-mmlab://``) used
+  ``torch.hub.load_state_dict_from_url(weights_only=False)``; URLs are now
+  downloaded into torch.hub's cache and safe-loaded, ``s3://`` /
+  ``petrel://`` bytes are safe-loaded from memory, ``pavi://`` is refused.
+  TorchScript archives are refused everywhere (``torch.load`` would hand
+  them to ``torch.jit.load``, which runs their code).
 
 * transformers >= 4.56 no longer re-exports ``apply_chunking_to_forward`` and
   the pruning helpers from ``transformers.modeling_utils``, which mmaction2
@@ -123,10 +132,13 @@ def shim_mmaction_drn() -> bool:
 
 
 def patch_checkpoint_loading() -> bool:
-    """Make mmengine load checkpoints under torch >= 2.6.
+    """Make mmengine load checkpoints safely (and under torch >= 2.6).
 
-    Upstream: open-mmlab/mmengine#1655 (fixed by #1670, after 0.10.7).
-    Returns True if mmengine's local-file loader was replaced.
+    Upstream: open-mmlab/mmengine#1655 (fixed by #1670, after 0.10.7) for
+    local files; every remote scheme of mmengine <= 0.10.7 unpickles
+    without restriction. Returns True once mmengine's loaders are replaced
+    (idempotent; see
+    :func:`morphmlp_mm.utils.safe_load.install_mmengine_loader`).
     """
     if importlib.util.find_spec('mmengine') is None:
         return False

@@ -397,3 +397,171 @@ def test_split_backbone_head_layouts():
     assert list(head) == ['bias']
     out, head, layout = split_backbone_head(backbone)
     assert layout == 'backbone' and head == {}
+
+
+# --------------------------------------------------------------------------
+# recorded frame counts (shapes alone cannot tell 8 from 16 frames here)
+# --------------------------------------------------------------------------
+def _video_file(path, num_frames: int, layout: str, seed: int = 3) -> dict:
+    """Save a ``num_frames`` video backbone with its count recorded as
+    our converter (``meta``), PySlowFast (``cfg``) or mmengine's Runner
+    (``meta['cfg']`` config text) records it; returns the backbone dict."""
+    from mmengine.config import Config
+    state = _randomise(MorphMLP3D(ARCH, num_frames=num_frames),
+                       seed).state_dict()
+    wrapped = OrderedDict(('backbone.' + k, v) for k, v in state.items())
+    if layout == 'converter':
+        obj = {'state_dict': wrapped, 'meta': {'num_frames': num_frames}}
+    elif layout == 'official':
+        obj = {'model_state': dict(state),
+               'cfg': f'DATA:\n  NUM_FRAMES: {num_frames}\n'}
+    else:
+        text = Config(dict(model=dict(
+            type='Recognizer3D', backbone=dict(
+                type='MorphMLP3D', arch=ARCH, num_frames=num_frames),
+            cls_head=dict(type='I3DHead', num_classes=5)))).pretty_text
+        obj = {'state_dict': wrapped, 'meta': {'cfg': text, 'epoch': 3}}
+    torch.save(obj, path)
+    return state
+
+
+class _Messages(list):
+    """A ``logging.Logger`` for ``load_pretrained(logger=...)`` whose
+    messages land in this list."""
+
+    def __init__(self):
+        super().__init__()
+        import logging
+        self.logger = logging.getLogger(f'test_checkpoint.{id(self)}')
+        self.logger.propagate = False
+        self.logger.setLevel(logging.DEBUG)
+        handler = logging.Handler()
+        handler.emit = lambda record: self.append(record.getMessage())
+        self.logger.addHandler(handler)
+
+    @property
+    def text(self) -> str:
+        return '\n'.join(self)
+
+
+@pytest.mark.parametrize('layout', ['converter', 'official', 'runner'])
+def test_recorded_frame_count_must_match_the_model(tmp_path, layout):
+    from morphmlp_mm.checkpoint import CheckpointLoadError
+    path = tmp_path / f'{layout}16.pth'
+    state = _video_file(path, 16, layout)
+    target = MorphMLP3D(ARCH, num_frames=8)
+    # same t_fc.mlp_t shapes for 8 and 16 frames: only the record tells
+    assert detect_arch(state).stem_frames == [1, 2, 4, 8]
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(CheckpointLoadError) as err:
+        load_pretrained(target, str(path), logger=None)
+    msg = str(err.value)
+    assert 'num_frames=16' in msg and 'num_frames=8' in msg
+    assert "temporal_weights='init'" in msg and str(path) in msg
+    for key, value in target.state_dict().items():  # nothing loaded
+        assert torch.equal(value, before[key]), key
+    # the fix the message names: the model of the recorded count
+    report = load_pretrained(MorphMLP3D(ARCH, num_frames=16), str(path),
+                             logger=None)
+    assert not report.missing and not report.skipped
+
+
+def test_temporal_weights_init_keeps_the_temporal_branch(tmp_path):
+    from morphmlp_mm.checkpoint import is_temporal_key
+    path = tmp_path / 'k16.pth'
+    state = _video_file(path, 16, 'converter')
+    fresh = MorphMLP3D(ARCH, num_frames=8).state_dict()
+    target = MorphMLP3D(ARCH, num_frames=8)
+    report = load_pretrained(target, str(path), temporal_weights='init',
+                             logger=None)
+    temporal = [k for k in state if is_temporal_key(k)]
+    assert sorted(report.skipped) == sorted(temporal)
+    assert sorted(report.missing) == sorted(temporal)
+    for key, value in target.state_dict().items():
+        expected = fresh[key] if is_temporal_key(key) else state[key]
+        assert torch.equal(value, expected), key
+    # the option in init_cfg (read by load_pretrained from the model)
+    model = MorphMLP3D(ARCH, num_frames=8, init_cfg=dict(
+        type='Pretrained', checkpoint=str(path), temporal_weights='init'))
+    model.init_weights()
+    assert torch.equal(model.norm3.weight, state['norm3.weight'])
+    assert not model.blocks1[0].t_fc.mlp_t.weight.any()
+    with pytest.raises(ValueError, match=r"temporal_weights='keep'.*"
+                       r"\['load', 'init'\]"):
+        load_pretrained(target, str(path), temporal_weights='keep')
+
+
+def test_frame_counts_with_the_same_stem_frames_load(tmp_path):
+    """15 and 16 frames give T' = 8: the temporal weights mean the same."""
+    path = tmp_path / 'k16.pth'
+    state = _video_file(path, 16, 'official')
+    target = MorphMLP3D(ARCH, num_frames=15)
+    log = _Messages()
+    report = load_pretrained(target, str(path), logger=log.logger)
+    assert not report.missing
+    assert torch.equal(target.blocks3[0].t_fc.mlp_t.weight,
+                       state['blocks3.0.t_fc.mlp_t.weight'])
+    assert "both give T'=8" in log.text
+
+
+def test_unusable_recorded_frame_count_is_reported(tmp_path):
+    path = tmp_path / 'k.pth'
+    state = _video_file(path, 8, 'converter')
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in state.items()},
+                'meta': {'num_frames': 6}}, path)  # T' = 3 does not fit
+    log = _Messages()
+    report = load_pretrained(MorphMLP3D(ARCH, num_frames=8), str(path),
+                             logger=log.logger)
+    assert not report.missing
+    assert 'ignoring num_frames=6' in log.text
+    assert 'num_frames in [1, 2, 3, 4, 7, 8, 15, 16]' in log.text
+
+
+def test_frames_from_runner_config_text():
+    from mmengine.config import Config
+
+    from morphmlp_mm.checkpoint import (frames_from_config_text,
+                                        recorded_num_frames)
+
+    def text(**backbone):
+        return Config(dict(model=dict(type='Recognizer3D',
+                                      backbone=backbone))).pretty_text
+
+    assert frames_from_config_text(
+        text(type='MorphMLP3D', num_frames=8)) == 8
+    assert frames_from_config_text(text(type='MorphMLP3D')) == 16  # default
+    assert frames_from_config_text(text(type='MorphMLP')) is None
+    assert frames_from_config_text('model = dict(') is None
+    assert frames_from_config_text('x = 1') is None
+    # parsed, never executed
+    evil = ("model = dict(backbone=dict(type='MorphMLP3D', num_frames="
+            "__import__('os').system('exit 3')))")
+    assert frames_from_config_text(evil) is None
+    assert read_official_cfg({'meta': {'cfg': text(
+        type='MorphMLP3D', num_frames=32)}}) == {'num_frames': 32}
+    assert recorded_num_frames({'meta': {'num_frames': 8, 'cfg': text(
+        type='MorphMLP3D', num_frames=32)}}) == (8, "meta['num_frames']")
+
+
+def test_user_facing_load_errors_are_checkpoint_load_errors():
+    from morphmlp_mm.checkpoint import CheckpointLoadError
+    assert issubclass(CheckpointLoadError, ValueError)
+    resnet_like = {'conv1.weight': torch.zeros(8, 3, 7, 7)}
+    calls = [
+        lambda: load_pretrained(MorphMLP(ARCH), resnet_like),
+        lambda: load_pretrained(MorphMLP(ARCH), resnet_like,
+                                prefix='encoder'),
+        lambda: load_pretrained(MorphMLP3D(ARCH, num_frames=32),
+                                MorphMLP3D(ARCH,
+                                           num_frames=16).state_dict()),
+        lambda: load_pretrained(MorphMLP(ARCH), MorphMLP(
+            dict(ARCH, depths=[1, 1, 1, 1])).state_dict()),
+        lambda: load_pretrained(MorphMLP(ARCH), {'epoch': 3}),
+    ]
+    for call in calls:
+        with pytest.raises(CheckpointLoadError):
+            call()
+    with pytest.raises(CheckpointLoadError) as err:
+        calls[2]()
+    assert "temporal_weights='init'" in str(err.value)
+    assert 'num_frames in [1, 2, 3, 4, 7, 8, 15, 16]' in str(err.value)

@@ -337,3 +337,87 @@ def test_refuses_pickled_code(tmp_path, capsys):
     captured = capsys.readouterr()
     assert 'refusing' in captured.err and 'pwned' not in captured.out
     assert not (tmp_path / 'o.pth').exists()
+
+
+# --------------------------------------------------------------------------
+# recorded frame counts, the printed range, safe writes
+# --------------------------------------------------------------------------
+def test_num_frames_contradicting_the_record_needs_force(tmp_path, capsys):
+    """8 and 16 frames give the same t_fc shapes here: only the record
+    tells, so --num-frames 16 on a NUM_FRAMES 8 file is refused."""
+    src = tmp_path / 'k400_8f.pth'
+    _official_file(src, MorphMLP3D(ARCH, num_frames=8), classes=3,
+                   cfg='DATA:\n  NUM_FRAMES: 8\n')
+    dst = tmp_path / 'o.pth'
+    assert conv.main([str(src), str(dst), '--num-frames', '16']
+                     + ARCH_OPTS) == 2
+    err = capsys.readouterr().err
+    assert '--num-frames 16 contradicts num_frames=8' in err
+    assert 'DATA.NUM_FRAMES' in err and '--force' in err
+    assert not dst.exists()
+    assert conv.main([str(src), str(dst), '--num-frames', '16', '--force']
+                     + ARCH_OPTS) == 0
+    out = capsys.readouterr().out
+    assert 'WARNING: --num-frames 16 contradicts num_frames=8' in out
+    assert safe_torch_load(str(dst))['meta']['num_frames'] == 16
+    # same T' after the stem: a note, no refusal
+    assert conv.main([str(src), str(tmp_path / 'p.pth'), '--num-frames',
+                      '7'] + ARCH_OPTS) == 0
+    assert "both give T'=4" in capsys.readouterr().out
+
+
+def test_unusable_record_is_noted_and_every_fitting_count_listed(
+        tmp_path, capsys):
+    src = tmp_path / 'k400.pth'
+    _official_file(src, MorphMLP3D(ARCH, num_frames=8), classes=3,
+                   cfg='DATA:\n  NUM_FRAMES: 6\n')  # T' = 3 does not fit
+    assert conv.main([str(src), str(tmp_path / 'o.pth')] + ARCH_OPTS) == 0
+    out = capsys.readouterr().out
+    assert 'records num_frames=6' in out and 'ignored' in out
+    assert 'fit num_frames in [1, 2, 3, 4, 7, 8, 15, 16]' in out
+    assert 'num_frames=16, the official frame count' in out
+
+
+def test_runner_checkpoint_records_its_frame_count(tmp_path, capsys):
+    from mmengine.config import Config
+    model = MorphMLP3D(ARCH, num_frames=8)
+    text = Config(dict(model=dict(
+        type='Recognizer3D',
+        backbone=dict(type='MorphMLP3D', arch=ARCH, num_frames=8),
+        cls_head=dict(type='I3DHead', in_channels=112,
+                      num_classes=3)))).pretty_text
+    src = tmp_path / 'epoch_3.pth'
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in
+                               model.state_dict().items()},
+                'meta': {'cfg': text, 'epoch': 3}}, src)
+    dst = tmp_path / 'o.pth'
+    assert conv.main([str(src), str(dst)] + ARCH_OPTS) == 0
+    out = capsys.readouterr().out
+    assert 'num_frames=8, recorded in the file' in out
+    assert safe_torch_load(str(dst))['meta']['num_frames'] == 8
+    assert conv.main([str(src), str(tmp_path / 'x.pth'), '--num-frames',
+                      '16'] + ARCH_OPTS) == 2
+    assert "meta['cfg']" in capsys.readouterr().err
+
+
+def test_writes_never_touch_other_files(tmp_path, capsys):
+    src = tmp_path / 'a.pth'
+    _official_file(src, MorphMLP3D(ARCH, num_frames=8), classes=3)
+    out_dir = tmp_path / 'out'
+    out_dir.mkdir()
+    dst = out_dir / 'b.pth'
+    users = out_dir / 'b.pth.tmp'
+    users.write_bytes(b'my notes')
+    assert conv.main([str(src), str(dst)] + ARCH_OPTS) == 0
+    assert users.read_bytes() == b'my notes'
+    assert sorted(p.name for p in out_dir.iterdir()) == ['b.pth',
+                                                          'b.pth.tmp']
+    assert 'state_dict' in safe_torch_load(str(dst))
+    capsys.readouterr()
+    for extra in ([], ['--force']):
+        assert conv.main([str(src), str(out_dir)] + extra + ARCH_OPTS) == 2
+        err = capsys.readouterr().err
+        assert err.startswith('error: ') and 'is a directory' in err
+        assert str(out_dir) in err and 'Traceback' not in err
+    assert sorted(p.name for p in out_dir.iterdir()) == ['b.pth',
+                                                          'b.pth.tmp']

@@ -406,7 +406,7 @@ class MorphMLP(BaseModule):
             ValueError: an entry without a usable ``checkpoint`` or with a
                 ``prefix`` / ``inflate`` of the wrong kind.
         """
-        from ..checkpoint import INFLATE_MODES
+        from ..checkpoint import INFLATE_MODES, TEMPORAL_WEIGHTS
         found = []
         for cfg in self._init_cfg_list():
             if not self._is_pretrained(cfg):
@@ -428,6 +428,13 @@ class MorphMLP(BaseModule):
                 raise ValueError(
                     "init_cfg of type 'Pretrained': inflate must be one of "
                     f'{list(INFLATE_MODES)} or None, got {inflate!r}')
+            temporal = cfg.get('temporal_weights')
+            if temporal is not None and temporal not in TEMPORAL_WEIGHTS:
+                raise ValueError(
+                    "init_cfg of type 'Pretrained': temporal_weights must be "
+                    f'one of {list(TEMPORAL_WEIGHTS)} or None, got '
+                    f"{temporal!r} ('init' starts the temporal branch from "
+                    'its initialisation instead of the checkpoint)')
             found.append(cfg)
         return found
 
@@ -461,7 +468,8 @@ class MorphMLP(BaseModule):
                     cfg['checkpoint'],
                     prefix=cfg.get('prefix'),
                     map_location=cfg.get('map_location', 'cpu'),
-                    inflate=cfg.get('inflate') or 'center')
+                    inflate=cfg.get('inflate') or 'center',
+                    temporal_weights=cfg.get('temporal_weights') or 'load')
         except BaseException:
             self._is_init = False  # nothing loaded: a retry may load
             raise

@@ -183,6 +183,8 @@ def test_allowed_norm_cfg_runs(cls, norm_cfg, norm):
      'prefix must be a str'),
     (dict(type='Pretrained', checkpoint='a.pth', inflate='mean'),
      r"inflate must be one of \['center', 'average'\]"),
+    (dict(type='Pretrained', checkpoint='a.pth', temporal_weights='skip'),
+     r"temporal_weights must be one of \['load', 'init'\]"),
     ([dict(layer='Linear')], "each with a 'type' key"),
 ])
 def test_bad_init_cfg(init_cfg, pattern):

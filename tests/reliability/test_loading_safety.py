@@ -11,8 +11,11 @@ What must be refused, through every entry point that reads a checkpoint
 (``safe_torch_load``, mmengine's ``CheckpointLoader`` / ``load_checkpoint``
 as used by ``Runner`` for ``load_from`` / ``resume`` / ``tools/test.py``,
 ``load_pretrained`` / ``init_cfg=dict(type='Pretrained')`` and the
-converter): pickles that call ``os.system``, ``eval``, a ``getattr`` chain or
-a class outside the allow-list, without running the payload.
+converter), for local files, URLs (a local ``http.server``; also through
+``torchvision://`` / ``open-mmlab://``) and mmengine file backends: pickles
+that call ``os.system``, ``eval``, a ``getattr`` chain or a class outside the
+allow-list, and TorchScript archives (whose ``__setstate__`` would run),
+without running the payload.
 
 And nothing global is weakened: ``torch.load`` keeps its default,
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is not set, no global is added to
@@ -313,3 +316,254 @@ def test_official_layouts_load_weights_only(tmp_path, layout):
     ]) == 0
     converted = torch.load(dst, weights_only=True)
     assert converted['state_dict']['cls_head.fc_cls.weight'].shape == (5, 64)
+
+
+# --------------------------------------------------------------------------
+# TorchScript archives: torch.load would hand them to torch.jit.load
+# --------------------------------------------------------------------------
+def _torchscript_archive(tmp_path: Path) -> tuple:
+    """A scripted module whose ``__setstate__`` overwrites a marker file
+    (``torch.from_file(..., shared=True).fill_``) when it is loaded."""
+    marker = tmp_path / 'ts_marker.bin'
+
+    class Writer(nn.Module):
+
+        def __init__(self, path: str):
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(2))
+            self.path = path
+
+        @torch.jit.export
+        def __getstate__(self):
+            return (self.weight, self.path, self.training)
+
+        @torch.jit.export
+        def __setstate__(self, state: tuple[torch.Tensor, str, bool]):
+            self.weight = state[0]
+            self.path = state[1]
+            self.training = state[2]
+            mapped = torch.from_file(self.path, shared=True, size=4,
+                                     dtype=torch.uint8)
+            mapped.fill_(65)
+            self.weight = self.weight + mapped[:2].float() * 0.
+
+        def forward(self, x):
+            return x + self.weight
+
+    marker.write_bytes(b'\0' * 4)
+    scripted = torch.jit.script(Writer(str(marker)))
+    path = tmp_path / 'scripted.pth'
+    scripted.save(str(path))
+    marker.write_bytes(b'\0' * 4)
+    return path, marker
+
+
+def test_torchscript_archives_are_refused_everywhere(tmp_path, capsys):
+    from mmengine.runner import load_checkpoint
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from morphmlp_mm.utils.safe_load import (TorchScriptRefused,
+                                             safe_torch_load_bytes)
+    path, marker = _torchscript_archive(tmp_path)
+    calls = {
+        'safe_torch_load': lambda: safe_torch_load(str(path)),
+        'bytes': lambda: safe_torch_load_bytes(path.read_bytes(), 'x.pth'),
+        'load_pretrained': lambda: load_pretrained(MorphMLP(TINY),
+                                                   str(path)),
+        'CheckpointLoader': lambda: CheckpointLoader.load_checkpoint(
+            str(path)),
+        'load_checkpoint': lambda: load_checkpoint(nn.Linear(1, 1),
+                                                   str(path)),
+    }
+    for name, call in calls.items():
+        with pytest.raises(TorchScriptRefused) as info:
+            call()
+        assert 'TorchScript module' in str(info.value), name
+        assert 'not a checkpoint of weights' in str(info.value), name
+        assert marker.read_bytes() == b'\0' * 4, f'{name}: the code ran'
+    assert str(path) in str(pytest.raises(
+        TorchScriptRefused, safe_torch_load, str(path)).value)
+    assert _converter().main([str(path), str(tmp_path / 'out.pth')]) == 2
+    err = capsys.readouterr().err
+    assert 'TorchScript module' in err and str(path) in err
+    assert marker.read_bytes() == b'\0' * 4
+    # the archive is live: torch.jit.load runs its __setstate__
+    torch.jit.load(str(path))
+    assert marker.read_bytes() == b'AAAA'
+
+
+# --------------------------------------------------------------------------
+# dtypes in metadata
+# --------------------------------------------------------------------------
+def test_every_torch_dtype_is_allowed_and_nothing_wider(tmp_path):
+    """The restricted unpickler (reached here because of HistoryBuffer)
+    resolves every ``torch.<dtype>`` constant, no other torch global."""
+    import io
+
+    from mmengine.logging import HistoryBuffer
+
+    from morphmlp_mm.utils.safe_load import (CheckpointRefused,
+                                             _RestrictedUnpickler)
+    dtypes = sorted({v for v in vars(torch).values()
+                     if isinstance(v, torch.dtype)}, key=str)
+    assert torch.float64 in dtypes and torch.bool in dtypes
+    buffer = HistoryBuffer()
+    buffer.update(0.5)
+    path = tmp_path / 'dtypes.pth'
+    torch.save({'meta': {'dtypes': dtypes, 'loss': buffer}}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)  # the fallback is needed
+    assert safe_torch_load(str(path))['meta']['dtypes'] == dtypes
+    for name in ('from_file', 'load', 'Generator', 'nn'):
+        with pytest.raises(CheckpointRefused, match=f'torch.{name}'):
+            _RestrictedUnpickler(io.BytesIO(
+                b'\x80\x02ctorch\n' + name.encode() + b'\n.')).load()
+
+
+# --------------------------------------------------------------------------
+# checkpoints by URL (a local http.server) and other schemes
+# --------------------------------------------------------------------------
+@pytest.fixture
+def http_dir(tmp_path, monkeypatch):
+    """Serve ``tmp_path / 'www'`` on 127.0.0.1; torch.hub's cache in
+    ``tmp_path / 'hub'``. Yields (folder, base URL, list of GET paths)."""
+    import functools
+    import http.server
+    import threading
+
+    www = tmp_path / 'www'
+    www.mkdir()
+    requests = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+
+        def do_GET(self):
+            requests.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ('127.0.0.1', 0), functools.partial(Handler, directory=str(www)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+    try:
+        yield www, f'http://127.0.0.1:{server.server_address[1]}', requests
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_url_checkpoints_are_safe_loaded(tmp_path, http_dir):
+    from mmengine.runner import load_checkpoint
+    from mmengine.runner import checkpoint as mm_checkpoint
+    www, base, _ = http_dir
+    path, marker, words = _evil_checkpoint(tmp_path, 'os.system')
+    (www / 'evil.pth').write_bytes(path.read_bytes())
+    url = f'{base}/evil.pth'
+    calls = [
+        lambda: load_pretrained(MorphMLP(TINY), url),
+        MorphMLP3D(TINY, num_frames=4, init_cfg=dict(
+            type='Pretrained', checkpoint=url)).init_weights,
+        lambda: mm_checkpoint.CheckpointLoader.load_checkpoint(url),
+        lambda: load_checkpoint(nn.Linear(1, 1), url),
+        lambda: mm_checkpoint.load_url(url),
+    ]
+    for call in calls:
+        _refused(call, marker, words)
+    # mmengine's schemes that resolve a name to a URL end there too
+    _refused(lambda: mm_checkpoint.load_from_http(url), marker, words)
+    from unittest import mock
+    with mock.patch.object(mm_checkpoint, 'get_torchvision_models',
+                           lambda: {'evil': url}), \
+            mock.patch.object(mm_checkpoint, 'get_external_models',
+                              lambda: {'evil': url}):
+        for name in ('torchvision://evil', 'open-mmlab://evil'):
+            _refused(lambda: load_checkpoint(nn.Linear(1, 1), name), marker,
+                     words)
+            _refused(lambda: load_pretrained(MorphMLP(TINY), name), marker,
+                     words)
+    # a TorchScript archive by URL is refused as well
+    script, script_marker = _torchscript_archive(tmp_path)
+    (www / 'scripted.pth').write_bytes(script.read_bytes())
+    with pytest.raises(pickle.UnpicklingError, match='TorchScript'):
+        load_pretrained(MorphMLP(TINY), f'{base}/scripted.pth')
+    assert script_marker.read_bytes() == b'\0' * 4
+
+
+def test_url_checkpoints_load_and_are_cached(tmp_path, http_dir):
+    www, base, requests = http_dir
+    runner_ckpt = _runner_checkpoint(tmp_path)  # HistoryBuffer, Counter ...
+    (www / 'good.pth').write_bytes(runner_ckpt.read_bytes())
+    url = f'{base}/good.pth'
+    report = load_pretrained(MorphMLP(TINY), url, logger=None)
+    assert report.loaded and not report.missing
+    cached = tmp_path / 'hub' / 'checkpoints' / 'good.pth'
+    assert cached.read_bytes() == runner_ckpt.read_bytes()
+    assert requests == ['/good.pth']
+    # second use (mmengine's loader too): read from the cache
+    from mmengine.runner.checkpoint import CheckpointLoader
+    ckpt = CheckpointLoader.load_checkpoint(url)
+    assert 'message_hub' in ckpt
+    model = MorphMLP(TINY, init_cfg=dict(type='Pretrained', checkpoint=url))
+    model.init_weights()
+    assert requests == ['/good.pth']
+    assert torch.equal(model.norm3.weight,
+                       ckpt['state_dict']['backbone.norm3.weight'])
+    with pytest.raises(RuntimeError, match='cannot download checkpoint'):
+        load_pretrained(MorphMLP(TINY), f'{base}/missing.pth')
+    assert not (tmp_path / 'hub' / 'checkpoints' / 'missing.pth').exists()
+
+
+def test_other_schemes_read_bytes_through_mmengine_fileio(tmp_path):
+    """s3:// and friends: bytes from an mmengine file backend, safe-loaded;
+    unknown prefixes and pavi:// are refused with a clear error."""
+    from mmengine.fileio import BaseStorageBackend, register_backend
+    from mmengine.fileio.backends import backends, prefix_to_backends
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from morphmlp_mm.checkpoint import load_checkpoint_file
+    from morphmlp_mm.utils.safe_load import is_safe_loader
+    good = tmp_path / 'good.pth'
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in
+                               MorphMLP(TINY).state_dict().items()}}, good)
+    evil, marker, words = _evil_checkpoint(tmp_path, 'os.system')
+    store = {'memtest://b/good.pth': good.read_bytes(),
+             'memtest://b/evil.pth': evil.read_bytes()}
+
+    class MemoryBackend(BaseStorageBackend):
+
+        def get(self, filepath):
+            return store[str(filepath)]
+
+        def get_text(self, filepath, encoding='utf-8'):
+            return self.get(filepath).decode(encoding)
+
+    register_backend('memtest', MemoryBackend, prefixes='memtest',
+                     force=True)
+    try:
+        ckpt = load_checkpoint_file('memtest://b/good.pth')
+        assert 'backbone.norm3.weight' in ckpt['state_dict']
+        report = load_pretrained(MorphMLP(TINY), 'memtest://b/good.pth',
+                                 logger=None)
+        assert not report.missing
+        _refused(lambda: load_checkpoint_file('memtest://b/evil.pth'),
+                 marker, words)
+    finally:
+        backends.pop('memtest', None)
+        prefix_to_backends.pop('memtest', None)
+    with pytest.raises(ValueError, match="prefix 'nosuch'://"):
+        load_checkpoint_file('nosuch://b/x.pth')
+    for uri in ('s3://bucket/x.pth', 'petrel://bucket/x.pth',
+                'http://h/x.pth', 'open-mmlab://x', 'x.pth'):
+        assert is_safe_loader(CheckpointLoader._get_checkpoint_loader(uri))
+    # installing again (import morphmlp_mm twice) changes nothing
+    from morphmlp_mm.utils.safe_load import install_mmengine_loader
+    schemes = dict(CheckpointLoader._schemes)
+    assert install_mmengine_loader()
+    assert dict(CheckpointLoader._schemes) == schemes
+    with pytest.raises(ValueError, match='does not support pavi://'):
+        CheckpointLoader.load_checkpoint('pavi://model/x.pth')

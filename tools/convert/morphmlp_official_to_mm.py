@@ -25,8 +25,13 @@ Outputs (``{'state_dict': ..., 'meta': ...}`` as mmengine saves):
   (``t_fc``), image otherwise (the ImageNet files).
 
 Depths are counted from the keys (official "S" files published before
-2023-03-16 hold B depths), the frame count comes from the recorded config or
-the ``t_fc.mlp_t`` shapes. The converted backbone is loaded into a freshly
+2023-03-16 hold B depths), the frame count comes from the recorded config
+(official ``cfg`` ``DATA.NUM_FRAMES``, our ``meta['num_frames']``, or
+``model.backbone.num_frames`` of an mmengine Runner checkpoint's
+``meta['cfg']``) or the ``t_fc.mlp_t`` shapes. A ``--num-frames`` that
+contradicts the recorded count is refused unless ``--force``; a recorded count
+the shapes do not fit is reported and ignored. TorchScript archives are
+refused. The converted backbone is loaded into a freshly
 built model to check it; missing and unexpected keys are printed.
 
 Example::
@@ -37,7 +42,7 @@ Example::
         video_morphmlp_b.pth checkpoints/morphmlp-b_in1k.pth --kind image
 """
 import argparse
-import os
+import io
 import os.path as osp
 import pickle
 import re
@@ -56,9 +61,11 @@ from morphmlp_mm import MorphMLP, MorphMLP3D  # noqa: E402
 from morphmlp_mm.checkpoint import (  # noqa: E402
     BACKBONE_PREFIX, INFLATE_MODES, MMACTION_HEAD, MMPRETRAIN_HEAD,
     OFFICIAL_CHUNK_LENGTHS, ArchInfo, check_morphmlp, choose_num_frames,
-    convert_to_model, detect_arch, extract_state_dict, init_on_meta,
-    is_temporal_key, load_checkpoint_file, read_official_cfg,
-    split_backbone_head)
+    convert_to_model, detect_arch, extract_state_dict, fitting_num_frames,
+    init_on_meta, is_temporal_key, load_checkpoint_file, read_official_cfg,
+    recorded_num_frames, split_backbone_head, stem_frames_of)
+from morphmlp_mm.utils.atomic_io import atomic_write_bytes  # noqa: E402
+from morphmlp_mm.utils.safe_load import TorchScriptRefused  # noqa: E402
 
 KINDS = ('auto', 'video', 'image')
 #: Official default input frames when a file has no temporal branch.
@@ -84,7 +91,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--num-frames', type=int, default=None,
         help='input frames of the video model (default: recorded in the '
-        'file, else detected from the t_fc shapes, else 16)')
+        'file, else detected from the t_fc shapes, else 16); a value that '
+        'contradicts the count recorded in the file needs --force')
     parser.add_argument(
         '--num-classes', type=int, default=None,
         help='classes of the target head; if it differs from the file\'s '
@@ -100,7 +108,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '14 28 28 49)')
     parser.add_argument(
         '--force', '--overwrite', action='store_true', dest='force',
-        help='overwrite an existing dst')
+        help='overwrite an existing dst file; also convert with a '
+        '--num-frames that contradicts the frame count recorded in the file')
     return parser.parse_args(argv)
 
 
@@ -147,6 +156,49 @@ def _arch_text(info: ArchInfo) -> str:
             f'mlp_ratio={ratio[0] if len(ratio) == 1 else info.mlp_ratio}')
 
 
+def _usable_record(info: ArchInfo, checkpoint: object, src: str,
+                   num_frames: Optional[int], force: bool,
+                   log) -> Optional[int]:
+    """The recorded frame count that fits the shapes, checked against
+    ``num_frames``; logs what it ignores or overrides.
+
+    Raises:
+        ConversionError: ``num_frames`` contradicts the recorded count (a
+            different T' after the stem) and ``force`` is False.
+    """
+    recorded, where = recorded_num_frames(checkpoint)
+    if recorded is None or not info.temporal:
+        return recorded
+    fits = fitting_num_frames(info)
+    if recorded not in fits:
+        log(f'note: the file records num_frames={recorded} ({where}), but '
+            f'its t_fc.mlp_t widths {info.temporal_dims} fit num_frames in '
+            f'{fits} only: the recorded value is ignored')
+        return None
+    if num_frames is None or num_frames == recorded:
+        return recorded
+    if stem_frames_of(num_frames) == stem_frames_of(recorded):
+        log(f'note: --num-frames {num_frames}, the file records '
+            f"num_frames={recorded} ({where}); both give T'="
+            f'{stem_frames_of(recorded)} after the stem, so the temporal '
+            'weights keep their meaning')
+        return recorded
+    text = (f'--num-frames {num_frames} contradicts num_frames={recorded} '
+            f'recorded in {src} ({where}): its t_fc.mlp_t weights were '
+            f"trained for T'={stem_frames_of(recorded)} frames after the "
+            f"stem, not T'={stem_frames_of(num_frames)}; the shapes fit "
+            f'num_frames in {fits}, so a wrong count converts silently into '
+            'a model whose temporal branch mixes frames as it was never '
+            'trained to')
+    if not force:
+        raise ConversionError(
+            f'{text}. Omit --num-frames (or pass {recorded}) to keep the '
+            'recorded count, or add --force to convert with '
+            f'{num_frames} anyway')
+    log(f'WARNING: {text}; converting with {num_frames} because of --force')
+    return recorded
+
+
 def convert(src: str,
             dst: str,
             kind: str = 'auto',
@@ -167,7 +219,8 @@ def convert(src: str,
         inflate (str): Inflation mode for 2-D sources going to video.
         chunk_lengths (list, optional): Chunk length or (rows, cols) window
             per stage; defaults to the official ones.
-        force (bool): Overwrite ``dst``.
+        force (bool): Overwrite ``dst``, and accept a ``num_frames`` that
+            contradicts the frame count recorded in ``src`` (with a warning).
         log (callable): Receives the report lines.
 
     Returns:
@@ -175,8 +228,10 @@ def convert(src: str,
         ``num_classes``, ``missing``, ``unexpected``, ``dst``.
 
     Raises:
-        ConversionError: bad options, unreadable or non-MorphMLP file,
-            existing ``dst``.
+        ConversionError: bad options, unreadable, TorchScript or non-MorphMLP
+            file, existing ``dst`` (a folder even with ``force``), or
+            ``num_frames`` contradicting the recorded count without
+            ``force``.
     """
     if kind not in KINDS:
         raise ConversionError(f'kind={kind!r} must be one of {list(KINDS)}')
@@ -184,6 +239,10 @@ def convert(src: str,
         raise ConversionError(f'num_frames={num_frames} must be >= 1')
     if num_classes is not None and num_classes < 1:
         raise ConversionError(f'num_classes={num_classes} must be >= 1')
+    if osp.isdir(dst):
+        raise ConversionError(
+            f'dst {dst!r} is a directory; pass the path of the output file, '
+            f'e.g. {osp.join(dst, "converted.pth")!r}')
     if osp.exists(dst) and not force:
         raise ConversionError(
             f'{dst} exists; pass --force to overwrite it')
@@ -193,13 +252,15 @@ def convert(src: str,
         checkpoint = load_checkpoint_file(src)
     except FileNotFoundError as err:
         raise ConversionError(str(err)) from err
+    except TorchScriptRefused as err:
+        raise ConversionError(str(err)) from err
     except pickle.UnpicklingError as err:
         raise ConversionError(
             f'refusing {src}: it holds pickled Python objects that are not '
             f'plain tensors or checkpoint metadata ({err}). Only weights are '
             'read (weights_only=True); an official MorphMLP checkpoint never '
             'needs more.') from err
-    except RuntimeError as err:
+    except (RuntimeError, ValueError) as err:
         raise ConversionError(str(err)) from err
     try:
         state = extract_state_dict(checkpoint)
@@ -239,9 +300,9 @@ def convert(src: str,
             f'{err}. Chunk lengths are not stored in the weights; pass '
             '--chunk-lengths for this custom arch') from err
     if kind == 'video':
+        record = _usable_record(info, checkpoint, src, num_frames, force, log)
         try:
-            frames = choose_num_frames(info, num_frames,
-                                       recorded.get('num_frames'))
+            frames = choose_num_frames(info, num_frames, record)
         except ValueError as err:
             raise ConversionError(str(err)) from err
         if frames is None:
@@ -249,14 +310,14 @@ def convert(src: str,
         if info.temporal:
             if num_frames is not None:
                 why = 'as requested'
-            elif recorded.get('num_frames') == frames:
+            elif record == frames:
                 why = 'recorded in the file'
             else:
                 why = 'the official frame count that fits'
-            log(f"frames: num_frames={frames}, {why} (T'={(frames + 1) // 2}"
-                f' after the stem; the t_fc.mlp_t widths '
-                f'{info.temporal_dims} fit num_frames in '
-                f'{sorted(2 * t for t in info.stem_frames)})')
+            log(f"frames: num_frames={frames}, {why} (T'="
+                f'{stem_frames_of(frames)} after the stem; the t_fc.mlp_t '
+                f'widths {info.temporal_dims} fit num_frames in '
+                f'{fitting_num_frames(info)})')
         else:
             log(f'frames: num_frames={frames} (no temporal branch in the '
                 'file: MorphFC_t keeps its official init when loaded)')
@@ -310,15 +371,17 @@ def convert(src: str,
         num_classes=classes,
         missing_keys=list(report.missing),
         unexpected_keys=list(report.unexpected))
-    dst_dir = osp.dirname(osp.abspath(dst))
-    os.makedirs(dst_dir, exist_ok=True)
-    tmp = dst + '.tmp'
+    # a unique hidden temporary file next to dst, renamed into place
+    buffer = io.BytesIO()
+    torch.save({'state_dict': out, 'meta': meta}, buffer)
+    data = buffer.getbuffer()  # no copy of the serialised checkpoint
     try:
-        torch.save({'state_dict': out, 'meta': meta}, tmp)
-        os.replace(tmp, dst)
+        atomic_write_bytes(data, dst)
+    except OSError as err:
+        raise ConversionError(
+            f'cannot write {dst!r}: {type(err).__name__}: {err}') from err
     finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+        data.release()
     backbone_cfg = dict(type=type(model).__name__, arch=arch)
     if kind == 'video':
         backbone_cfg['num_frames'] = frames
