@@ -256,6 +256,9 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
              'config: OptimWrapper does not take them)' if amp_keys else ''))
 
     if args.resume == 'auto':
+        # kept for a job that has nothing to resume yet
+        # (:func:`prepare_auto_resume`)
+        args.finetune_from = cfg.get('load_from', None)
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
@@ -428,16 +431,27 @@ def _newest_checkpoint(work_dir: str) -> Optional[str]:
     return osp.join(work_dir, max(found)[-1]) if found else None
 
 
-def prepare_auto_resume(cfg: Config) -> Optional[str]:
+def prepare_auto_resume(cfg: Config,
+                        finetune_from: Optional[str] = None
+                        ) -> Optional[str]:
     """Pick the checkpoint ``--resume`` (auto) continues from.
 
     mmengine reads ``<work_dir>/last_checkpoint``; its ``CheckpointHook``
     writes that file in place, so a kill at the wrong moment leaves it empty,
     and with ``max_keep_ckpts`` it may name a checkpoint that a later,
     interrupted save already deleted. Here stale temporary files are removed
-    and a ``last_checkpoint`` that names no existing file is replaced by the
-    newest ``epoch_*.pth`` / ``iter_*.pth`` in ``work_dir`` (with a warning).
-    The choice is written to ``cfg.load_from``.
+    and a ``last_checkpoint`` that is missing or names no existing file is
+    replaced by the newest ``epoch_*.pth`` / ``iter_*.pth`` in ``work_dir``
+    (with a warning). A ``last_checkpoint`` naming a file outside
+    ``work_dir`` (a copied work dir) is followed to the copy in
+    ``work_dir`` when there is one, else with a warning. The choice is
+    written to ``cfg.load_from``.
+
+    With nothing to resume (a job started with ``--resume`` that was
+    requeued before its first checkpoint), a config that fine-tunes from
+    ``load_from`` (``finetune_from``, the value ``--resume`` cleared) starts
+    from it as a new run, as it would have without ``--resume``; mmengine
+    would start from scratch.
 
     Returns:
         str | None: The checkpoint resumed from; None starts a new run
@@ -456,23 +470,46 @@ def prepare_auto_resume(cfg: Config) -> Optional[str]:
         warnings.warn(f'removed {", ".join(removed)} from {work_dir}: '
                       'leftovers of a save that was interrupted')
     pointer = osp.join(work_dir, 'last_checkpoint')
-    if not osp.isfile(pointer):
-        return None  # mmengine logs it and starts from scratch
-    with open(pointer) as f:
-        named = f.read().strip()
+    named = ''
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            named = f.read().strip()
     if named and (_is_remote(named) or osp.isfile(named)):
+        if not _is_remote(named) and osp.dirname(osp.realpath(
+                named)) != osp.realpath(work_dir):
+            local = osp.join(work_dir, osp.basename(named))
+            if osp.isfile(local):
+                warnings.warn(
+                    f'{pointer} names {named!r}, outside {work_dir} (a '
+                    f'copied work dir?); resuming from its copy {local}')
+                named = local
+            else:
+                warnings.warn(f'{pointer} names {named!r}, outside '
+                              f'{work_dir}; resuming from it')
         cfg.load_from = named
         return named
-    newest = _newest_checkpoint(work_dir)
+    newest = _newest_checkpoint(work_dir) if osp.isdir(work_dir) else None
     if newest is None:
-        raise ValueError(
-            f'{pointer} names {named!r}, which does not exist, and '
-            f'{work_dir} holds no other epoch_*.pth / iter_*.pth. The run '
-            'was interrupted while its only checkpoint was being replaced '
-            '(max_keep_ckpts=1?). Start again without --resume, or pass '
-            '--resume PATH with a checkpoint of this run.')
-    warnings.warn(f'{pointer} names {named!r}, which does not exist; '
-                  f'resuming from the newest checkpoint {newest}')
+        if named:
+            raise ValueError(
+                f'{pointer} names {named!r}, which does not exist, and '
+                f'{work_dir} holds no other epoch_*.pth / iter_*.pth. The '
+                'run was interrupted while its only checkpoint was being '
+                'replaced (max_keep_ckpts=1?). Start again without --resume, '
+                'or pass --resume PATH with a checkpoint of this run.')
+        if finetune_from:
+            warnings.warn(
+                f'--resume: {work_dir} holds no checkpoint yet; starting a '
+                f'new run from load_from={finetune_from!r}')
+            cfg.resume = False
+            cfg.load_from = finetune_from
+        return None  # nothing saved yet
+    if named:
+        warnings.warn(f'{pointer} names {named!r}, which does not exist; '
+                      f'resuming from the newest checkpoint {newest}')
+    else:
+        warnings.warn(f'{work_dir} has no last_checkpoint; resuming from '
+                      f'the newest checkpoint {newest}')
     cfg.load_from = newest
     return newest
 
@@ -606,9 +643,11 @@ def cpu_distributed_runner_class():
 
 def register_reliability_hooks(runner, resume: bool, source: Optional[str]
                                ) -> None:
-    """Add ``RNGStateHook`` (unless configured) and, when resuming,
-    ``CheckpointMatchHook('resume')`` to a built runner; make its
-    ``CheckpointHook`` delete outdated checkpoints only after saving."""
+    """Add ``RNGStateHook`` (unless configured) and a
+    ``CheckpointMatchHook`` for the checkpoint the run starts from
+    (``'resume'``, or ``'load'`` for a ``load_from`` fine-tune) to a built
+    runner; make its ``CheckpointHook`` delete outdated checkpoints only
+    after saving."""
     from morphmlp_mm.engine.hooks import (CheckpointMatchHook, RNGStateHook,
                                           rotate_checkpoints_after_save)
     hooks = getattr(runner, 'hooks', None)
@@ -620,6 +659,8 @@ def register_reliability_hooks(runner, resume: bool, source: Optional[str]
         runner.register_hook(RNGStateHook())
     if resume:
         runner.register_hook(CheckpointMatchHook('resume', source=source))
+    elif source is not None:
+        runner.register_hook(CheckpointMatchHook('load', source=source))
 
 
 def check_existing_checkpoints(cfg: Config, overwrite: bool = False) -> None:
@@ -636,11 +677,16 @@ def check_existing_checkpoints(cfg: Config, overwrite: bool = False) -> None:
 
     Raises:
         ValueError: ``work_dir`` holds checkpoints and neither ``resume``
-            nor ``overwrite`` is set.
+            (of this work dir's run) nor ``overwrite`` is set; also for
+            ``--resume PATH`` of a checkpoint from another folder into a
+            ``work_dir`` holding checkpoints.
     """
-    if cfg.get('resume', False):
-        return
     work_dir = cfg.work_dir
+    load_from = cfg.get('load_from', None)
+    resume = cfg.get('resume', False)
+    if resume and (not load_from or _is_remote(load_from) or osp.dirname(
+            osp.realpath(load_from)) == osp.realpath(work_dir)):
+        return  # continues the run of work_dir
     if _is_remote(work_dir) or not osp.isdir(work_dir):
         return
     ckpts = sorted(f for f in os.listdir(work_dir)
@@ -648,6 +694,14 @@ def check_existing_checkpoints(cfg: Config, overwrite: bool = False) -> None:
     if not ckpts:
         return
     listed = f'{", ".join(ckpts[:5])}{" ..." if len(ckpts) > 5 else ""}'
+    if resume and not overwrite:
+        raise ValueError(
+            f'--resume {load_from} continues a run of '
+            f'{osp.dirname(osp.abspath(load_from))} in work_dir {work_dir}, '
+            f'which holds checkpoints of another run ({listed}) that it '
+            f'would overwrite. Pass --work-dir '
+            f'{osp.dirname(osp.abspath(load_from))} to continue that run '
+            'where it was saved, another --work-dir, or --overwrite.')
     if overwrite:
         warnings.warn(f'--overwrite: this new run writes its checkpoints '
                       f'into {work_dir}, over {listed} of an earlier run')
@@ -836,17 +890,21 @@ def main(argv: Optional[List[str]] = None) -> None:
         check_checkpoint_paths(cfg)
         check_class_counts(cfg)
         check_existing_checkpoints(cfg, args.overwrite)
-        resume_from = prepare_auto_resume(cfg)
+        resume_from = prepare_auto_resume(
+            cfg, getattr(args, 'finetune_from', None))
         setup_cpu_distributed(cfg)
     except ValueError as err:
         raise SystemExit(f'error: {err}')
     runner = build_runner(cfg)
     register_reliability_hooks(runner, bool(cfg.get('resume', False)),
-                               resume_from)
+                               resume_from or cfg.get('load_from', None))
+    from morphmlp_mm.checkpoint import CheckpointLoadError
     from morphmlp_mm.engine.hooks import CheckpointMismatchError
     try:
         runner.train()
-    except CheckpointMismatchError as err:
+    except (CheckpointMismatchError, CheckpointLoadError) as err:
+        # a resumed / fine-tuned checkpoint, or an init_cfg Pretrained one,
+        # that does not fit the model
         raise SystemExit(f'error: {err}')
     except ValueError as err:
         if not cfg.get('resume', False) or 'parameter group' not in str(err):

@@ -206,7 +206,7 @@ class CheckpointMismatchError(ValueError):
 
 
 #: Modes of :func:`check_checkpoint_matches` and :class:`CheckpointMatchHook`.
-CHECK_MODES = ('resume', 'test')
+CHECK_MODES = ('resume', 'test', 'load')
 
 
 def check_checkpoint_matches(model: torch.nn.Module,
@@ -227,7 +227,12 @@ def check_checkpoint_matches(model: torch.nn.Module,
         mode (str): ``'resume'``: any missing, unexpected or
             shape-mismatched key is an error. ``'test'``: missing and
             shape-mismatched keys are errors, unexpected keys only a
-            warning. Defaults to ``'test'``.
+            warning. ``'load'`` (``load_from``, a fine-tune: a new head
+            or other changed layers are expected): an error only when
+            the checkpoint gives less than half of the model's tensors
+            at their shapes (an official file that was not converted,
+            a bare backbone, 2-D weights for a video model); mmengine
+            logs the differences. Defaults to ``'test'``.
         source (str, optional): Name of the checkpoint for the messages.
 
     Returns:
@@ -258,9 +263,25 @@ def check_checkpoint_matches(model: torch.nn.Module,
     diff = compare_state_dicts(model_state, state)
     name = f' {source}' if source else ''
     errors = []
-    if diff['shape']:
+    if mode == 'load':
+        matched = len(model_state) - len(diff['missing']) - len(diff['shape'])
+        if 2 * matched < len(model_state):
+            raise CheckpointMismatchError(
+                f'load_from{name}: the checkpoint gives {matched} of the '
+                f'{len(model_state)} tensors of the model built from the '
+                f'config ({type(model).__name__}) at their shapes, so '
+                'fine-tuning would start from a mostly random model. '
+                'Missing: ' + _fmt(diff['missing']) +
+                ('; shape mismatch: ' + _fmt(diff['shape'], 4)
+                 if diff['shape'] else '') + '. Fix: convert an official '
+                'MorphMLP file first (tools/convert/morphmlp_official_to_'
+                'mm.py); start a backbone from image or backbone-only '
+                "weights with model.backbone.init_cfg=dict(type='Pretrained',"
+                ' checkpoint=...), which also inflates image weights for '
+                'video; or use a checkpoint of this model')
+    if diff['shape'] and mode != 'load':
         errors.append(f'shape mismatch: {_fmt(diff["shape"], 4)}')
-    if diff['missing']:
+    if diff['missing'] and mode != 'load':
         errors.append(f'missing in the checkpoint: '
                       f'{_fmt(diff["missing"])}')
     if diff['unexpected'] and mode == 'resume':
@@ -295,6 +316,9 @@ class CheckpointMatchHook(Hook):
             key is an error (a resumed run must continue the same model).
             ``'test'``: missing and shape-mismatched keys are errors,
             unexpected keys (e.g. an auxiliary head) only a warning.
+            ``'load'`` (``load_from``): an error only when the checkpoint
+            gives less than half of the model's tensors (see
+            :func:`check_checkpoint_matches`).
         source (str, optional): Name of the checkpoint for the messages.
     """
 

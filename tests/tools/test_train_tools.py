@@ -545,3 +545,97 @@ def test_launch_scripts_pick_the_python(tmp_path, script):
     assert run(VIRTUAL_ENV=str(tmp_path)) == 'path'
     assert run(CONDA_PREFIX=str(tmp_path)) == 'path'
     assert run(PYTHON=str(bins['given'])) == 'given'
+
+
+def test_auto_resume_choices(tmp_path):
+    """What ``--resume`` (auto) continues from, beyond mmengine's reading of
+    ``last_checkpoint``."""
+    work = tmp_path / 'work'
+    work.mkdir()
+
+    def cfg():
+        return Config(dict(work_dir=str(work), resume=True, load_from=None))
+
+    # nothing saved yet: a fine-tuning config starts from its load_from
+    c = cfg()
+    with pytest.warns(UserWarning, match='holds no checkpoint yet'):
+        assert train.prepare_auto_resume(c, 'in1k.pth') is None
+    assert (c.resume, c.load_from) == (False, 'in1k.pth')
+    c = cfg()
+    assert train.prepare_auto_resume(c) is None and c.resume is True
+    # no last_checkpoint, but checkpoints: the newest one
+    for name in ('epoch_1.pth', 'epoch_2.pth'):
+        (work / name).write_bytes(b'')
+    c = cfg()
+    with pytest.warns(UserWarning, match='no last_checkpoint'):
+        assert train.prepare_auto_resume(c, 'in1k.pth') == str(
+            work / 'epoch_2.pth')
+    assert c.resume is True
+    # a copied work dir: last_checkpoint names the original folder
+    (work / 'last_checkpoint').write_text(str(tmp_path / 'orig' /
+                                              'epoch_1.pth'))
+    (tmp_path / 'orig').mkdir()
+    (tmp_path / 'orig' / 'epoch_1.pth').write_bytes(b'')
+    c = cfg()
+    with pytest.warns(UserWarning, match='copied work dir'):
+        assert train.prepare_auto_resume(c) == str(work / 'epoch_1.pth')
+    (work / 'epoch_1.pth').unlink()
+    c = cfg()
+    with pytest.warns(UserWarning, match='outside'):
+        assert train.prepare_auto_resume(c) == str(tmp_path / 'orig' /
+                                                   'epoch_1.pth')
+
+
+def test_resume_path_into_another_runs_work_dir(tmp_path):
+    other = tmp_path / 'other'
+    other.mkdir()
+    ckpt = other / 'epoch_2.pth'
+    ckpt.write_bytes(b'')
+    work = tmp_path / 'work'
+    cfg = Config(dict(work_dir=str(work), resume=True, load_from=str(ckpt)))
+    train.check_existing_checkpoints(cfg)  # no work dir yet: fine
+    work.mkdir()
+    (work / 'epoch_3.pth').write_bytes(b'')
+    with pytest.raises(ValueError, match=r'--resume .*epoch_2.pth continues '
+                       r'a run of .*other.*epoch_3.pth.*--work-dir'):
+        train.check_existing_checkpoints(cfg)
+    with pytest.warns(UserWarning, match='over epoch_3.pth'):
+        train.check_existing_checkpoints(cfg, overwrite=True)
+    cfg.load_from = str(work / 'epoch_3.pth')  # its own run: fine
+    train.check_existing_checkpoints(cfg)
+
+
+def test_load_from_must_fit_most_of_the_model():
+    import torch
+    from morphmlp_mm.engine.hooks import (CheckpointMismatchError,
+                                          check_checkpoint_matches)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 3))
+    state = model.state_dict()
+    # a new head (another class count): loaded, the head left at its init
+    finetune = {k: v for k, v in state.items() if k.startswith('0.')}
+    finetune['1.weight'] = torch.zeros(5, 4)
+    loaded = check_checkpoint_matches(model, {'state_dict': finetune}, 'load')
+    assert set(loaded) == {'0.weight', '0.bias', '1.weight'}
+    # an official file that was not converted: nothing fits
+    official = {'model_state': {'blocks.0.w': torch.zeros(2)}}
+    with pytest.raises(CheckpointMismatchError, match=r'gives 0 of the 4 '
+                       r'tensors.*tools/convert/morphmlp_official_to_mm.py'):
+        check_checkpoint_matches(model, official, 'load', source='x.pth')
+
+
+def test_pretrained_load_errors_are_one_line(monkeypatch, tmp_path):
+    """A ``Pretrained`` checkpoint that does not fit (a wrong prefix, another
+    frame count) stops ``tools/train.py`` with ``error: ...``."""
+    from morphmlp_mm.checkpoint import CheckpointLoadError
+
+    class Runner:
+        hooks = []
+
+        def train(self):
+            raise CheckpointLoadError("prefix='backbone.' matches no key")
+
+    monkeypatch.setattr(train, 'import_plugin', lambda: None)
+    monkeypatch.setattr(Config, 'fromfile', staticmethod(lambda p: _cfg()))
+    monkeypatch.setattr(train, 'build_runner', lambda cfg: Runner())
+    with pytest.raises(SystemExit, match="error: prefix='backbone.' matches"):
+        train.main(['c.py', '--work-dir', str(tmp_path)])
