@@ -211,6 +211,20 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
+def drop_train_loop(runner) -> None:
+    """Leave the runner of a test run without its (unbuilt) train loop.
+
+    A test never trains, but mmengine builds the train loop, dataset
+    included, the first time anything reads ``runner.iter``; mmseg's
+    ``SegVisualizationHook`` does for every image it draws, so
+    ``--show-dir`` stopped on a missing training split. Without the loop
+    ``runner.iter`` is 0, which a test run's unbuilt loop would report
+    too. The config (and its dump) are unchanged.
+    """
+    if isinstance(getattr(runner, '_train_loop', None), dict):
+        runner._train_loop = None
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Parse the arguments, build the runner and test."""
     args = parse_args(argv)
@@ -223,6 +237,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     except ValueError as err:
         raise SystemExit(f'error: {err}')
     runner = _train.build_runner(cfg)
+    drop_train_loop(runner)
     from morphmlp_mm.engine.hooks import (CheckpointMatchHook,
                                           CheckpointMismatchError)
     if hasattr(runner, 'register_hook'):

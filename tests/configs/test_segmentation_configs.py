@@ -466,6 +466,27 @@ def test_test_tool_slide_and_whole(trained, mode, tmp_path, monkeypatch):
     assert 0. <= metrics['mIoU'] <= 100.
 
 
+def test_test_tool_show_dir_without_the_training_split(trained, tmp_path):
+    """``--show-dir`` draws every test image; mmseg's hook reads
+    ``runner.iter``, which built the train loop and stopped on a training
+    split that is not there (only the test split is needed to test)."""
+    test_tool = load_script('tools/test.py')
+    vis = tmp_path / 'vis'
+    test_tool.main([
+        trained['config'],
+        str(trained['work_dir'] / 'iter_2.pth'), '--work-dir',
+        str(tmp_path / 'work'), '--show-dir', str(vis), '--cfg-options',
+        *trained['opts'],
+        f'train_dataloader.dataset.data_root={tmp_path / "no_train_split"}',
+        'model.test_cfg.mode=whole',
+        f'experiment_name=show_{trained["head"]}_{os.getpid()}',
+        # mmengine keeps one visualizer per name in a process
+        f'visualizer.name=show_{trained["head"]}_{os.getpid()}'
+    ])
+    drawn = sorted(vis.rglob('*.png'))
+    assert len(drawn) == 6, drawn  # one per test image
+
+
 def test_demo_writes_colour_overlay(trained, tiny_ade, tmp_path):
     demo = load_script('tools/demo/seg_demo.py')
     image = osp.join(tiny_ade, 'images', 'validation',
