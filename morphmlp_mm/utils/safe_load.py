@@ -48,6 +48,7 @@ ALLOWED_GLOBALS = {
     ('collections', 'defaultdict'),
     ('collections', 'Counter'),  # MultiStepLR milestones
     ('_codecs', 'encode'),
+    ('builtins', 'bytes'),  # an empty HistoryBuffer's numpy array
     ('builtins', 'set'),
     ('builtins', 'frozenset'),
     ('builtins', 'slice'),

@@ -258,6 +258,14 @@ def test_runner_checkpoints_load_safely(tmp_path):
     # and load_pretrained takes the backbone out of it
     report = load_pretrained(MorphMLP(TINY), str(path), logger=None)
     assert report.loaded and not report.missing
+    # a scalar logged by no iteration yet: an empty HistoryBuffer pickles
+    # its empty numpy array with builtins.bytes
+    from mmengine.logging.history_buffer import HistoryBuffer
+    ckpt = safe_torch_load(str(path))
+    ckpt['message_hub']['log_scalars']['val/acc'] = HistoryBuffer()
+    torch.save(ckpt, tmp_path / 'empty_buffer.pth')
+    again = safe_torch_load(str(tmp_path / 'empty_buffer.pth'))
+    assert again['message_hub']['log_scalars']['val/acc'].data[0].size == 0
 
 
 def test_host_checkpoints_of_the_mmcv1_era_load(tmp_path):
