@@ -20,13 +20,19 @@ architecture would be evaluated with part of the model left at its random
 initialisation; ``CheckpointMatchHook('test')`` stops instead, naming the
 missing and mismatched keys.
 
+Testing into the training run's work dir keeps that run's config dump
+(mmengine would replace it); the test run's config goes beside it as
+``<config stem>_test.py`` (:func:`keep_training_config_dump`).
+
 ``--show-dir`` switches on the config's ``default_hooks.visualization``:
 mmaction2 / mmpretrain ``VisualizationHook`` (``enable=True, out_dir=...``)
 or mmseg ``SegVisualizationHook`` (``draw=True`` and the visualizer's
 ``save_dir``).
 """
 import argparse
+import contextlib
 import importlib.util
+import os
 import os.path as osp
 import sys
 from typing import List, Optional
@@ -211,6 +217,40 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
+@contextlib.contextmanager
+def keep_training_config_dump(cfg: Config):
+    """Keep the training run's config dump while the test runner is built.
+
+    mmengine's Runner writes its config to ``<work_dir>/<config name>``, so
+    ``tools/test.py --work-dir <the training work dir>`` (the usual recipe)
+    replaced the training run's dump with the test run's config. Here an
+    existing dump is put back and the test run's config is kept next to it
+    as ``<config stem>_test.py``. Only the process that writes the dump
+    (rank 0) touches the files.
+    """
+    filename = getattr(cfg, 'filename', None)
+    path = None
+    if filename and not _train._is_remote(str(cfg.work_dir)) and int(
+            os.environ.get('RANK', '0')) == 0:
+        path = osp.join(cfg.work_dir, osp.basename(filename))
+    before = None
+    if path is not None and osp.isfile(path):
+        with open(path, 'rb') as f:
+            before = f.read()
+    try:
+        yield
+    finally:
+        if before is not None and osp.isfile(path):
+            with open(path, 'rb') as f:
+                written = f.read()
+            if written != before:
+                stem, ext = osp.splitext(path)
+                with open(f'{stem}_test{ext}', 'wb') as f:
+                    f.write(written)
+                with open(path, 'wb') as f:
+                    f.write(before)
+
+
 def drop_train_loop(runner) -> None:
     """Leave the runner of a test run without its (unbuilt) train loop.
 
@@ -236,7 +276,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         _train.setup_cpu_distributed(cfg)
     except ValueError as err:
         raise SystemExit(f'error: {err}')
-    runner = _train.build_runner(cfg)
+    with keep_training_config_dump(cfg):
+        runner = _train.build_runner(cfg)
     drop_train_loop(runner)
     from morphmlp_mm.engine.hooks import (CheckpointMatchHook,
                                           CheckpointMismatchError)

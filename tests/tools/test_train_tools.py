@@ -493,6 +493,16 @@ def test_train_test_resume_end_to_end(tmp_path):
     assert sorted(int(p['gt_label']) for p in preds) == [0, 1, 2]
     assert tuple(preds[0]['pred_score'].shape) == (3, )
 
+    # testing into the training work dir (the usual recipe) keeps the
+    # training run's config dump; the test run's is written beside it
+    dumped = work_dir / 'tiny_r3d_k400.py'
+    trained_cfg = dumped.read_bytes()
+    test_tool.main([str(config), str(work_dir / 'epoch_1.pth'),
+                    '--work-dir', str(work_dir)])
+    assert dumped.read_bytes() == trained_cfg
+    assert 'epoch_1.pth' in (work_dir / 'tiny_r3d_k400_test.py').read_text()
+    assert 'epoch_1.pth' not in trained_cfg.decode()
+
     # --resume (auto) continues from epoch 1 to epoch 2 in the same work dir
     train.main([
         str(config), '--work-dir', str(work_dir), '--resume',
@@ -501,7 +511,11 @@ def test_train_test_resume_end_to_end(tmp_path):
     assert (work_dir / 'epoch_2.pth').is_file()
     assert (work_dir / 'last_checkpoint').read_text().strip().endswith(
         'epoch_2.pth')
-    assert len([p for p in work_dir.iterdir() if p.is_dir()]) == 2
+    # the resumed run logs into a timestamped folder of its own (the test
+    # run's may share its second, hence its folder)
+    assert len([p for p in work_dir.iterdir() if p.is_dir()]) >= 2
+    assert any('resumed epoch: 1' in log.read_text()
+               for log in work_dir.glob('*/*.log'))
 
 
 @pytest.mark.parametrize('script', ['dist_train.sh', 'dist_test.sh',
