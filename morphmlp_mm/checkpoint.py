@@ -82,6 +82,7 @@ import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
 from .models.morph_fc import temporal_groups
+from .models.morphmlp3d import stem_frames_of
 from .utils import safe_torch_load
 from .utils.safe_load import is_safe_loader, safe_load_remote, safe_load_url
 
@@ -552,11 +553,6 @@ def detect_arch(state: Mapping[str, Any],
                     frames, num_classes)
 
 
-def stem_frames_of(num_frames: int) -> int:
-    """Frames after the stem for ``num_frames`` input frames: ceil(T / 2)."""
-    return (int(num_frames) - 1) // 2 + 1
-
-
 def fitting_num_frames(info: ArchInfo) -> List[int]:
     """Every input frame count whose temporal branch has ``info``'s shapes.
 
@@ -912,8 +908,7 @@ def _check_frames(model: nn.Module, info: Optional[ArchInfo],
     if info is None or not info.temporal or model_frames is None or \
             not any(is_temporal_key(k) for k in model.state_dict()):
         return
-    model_stem = getattr(model, 'stem_frames', None) or \
-        stem_frames_of(model_frames)
+    model_stem = stem_frames_of(model_frames)
     fits = fitting_num_frames(info)
     recorded, where = recorded_num_frames(checkpoint)
     if recorded is not None and recorded not in fits:

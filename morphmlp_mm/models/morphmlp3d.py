@@ -7,6 +7,12 @@ import torch.nn as nn
 from .morphmlp import ArchType, MorphMLP
 
 
+def stem_frames_of(num_frames: int) -> int:
+    """Frames after the stem for ``num_frames`` input frames: T' =
+    ceil(T / 2) (its first convolution has temporal stride 2)."""
+    return (int(num_frames) - 1) // 2 + 1
+
+
 class MorphMLP3D(MorphMLP):
     """MorphMLP backbone for video (the official MorphMLP / MorphMLP_32).
 
@@ -135,7 +141,7 @@ class MorphMLP3D(MorphMLP):
     @property
     def stem_frames(self) -> int:
         """Frames after the stem: T' = ceil(T / 2)."""
-        return (self.num_frames - 1) // 2 + 1
+        return stem_frames_of(self.num_frames)
 
     def _stage_frames(self) -> Optional[int]:
         return self.stem_frames if self.temporal else None
