@@ -14,8 +14,9 @@
   non-strictly: a checkpoint of another architecture is loaded partly and
   the rest of the model keeps its random initialisation, with only a log
   warning. ``tools/train.py --resume`` and ``tools/test.py`` register it;
-  the demos under ``tools/demo`` call its check,
-  :func:`check_checkpoint_matches`, on the checkpoint they read.
+  the demos under ``tools/demo`` read their checkpoint through
+  :func:`load_matching_checkpoint`, which applies the same check,
+  :func:`check_checkpoint_matches`.
 * :func:`rotate_checkpoints_after_save` makes an mmengine
   ``CheckpointHook`` with ``max_keep_ckpts`` delete old checkpoints after
   the new one is saved (mmengine 0.10.7 deletes first: a run killed during
@@ -303,6 +304,33 @@ def check_checkpoint_matches(model: torch.nn.Module,
             f'checkpoint{name} has keys the model does not use: '
             f'{_fmt(diff["unexpected"])}', logger='current', level=30)
     return OrderedDict((k, v) for k, v in state.items() if k in model_state)
+
+
+def load_matching_checkpoint(model: torch.nn.Module,
+                             filename: str) -> Mapping[str, Any]:
+    """Read ``filename`` and load it into ``model`` if it fits key for key.
+
+    Read with the package's safe loader
+    (:func:`morphmlp_mm.checkpoint.load_checkpoint_file`), compared with
+    the model by :func:`check_checkpoint_matches` (mode ``'test'``: missing
+    or shape-mismatched keys are refused, unexpected keys only give a
+    warning) before any weight is copied, then loaded strictly: what the
+    demos under ``tools/demo`` do instead of their hosts' non-strict loads.
+
+    Returns:
+        Mapping: The checkpoint as read (for its ``meta``).
+
+    Raises:
+        CheckpointMismatchError: the checkpoint does not fit the model.
+        RuntimeError, OSError, pickle.UnpicklingError: the file is missing,
+            unreadable or refused by the safe loader.
+    """
+    from ..checkpoint import load_checkpoint_file
+    checkpoint = load_checkpoint_file(filename, map_location='cpu')
+    state = check_checkpoint_matches(model, checkpoint, 'test',
+                                     source=filename)
+    getattr(model, 'module', model).load_state_dict(state, strict=True)
+    return checkpoint
 
 
 class CheckpointMatchHook(Hook):

@@ -115,8 +115,7 @@ def build_inferencer(config: str,
     from mmengine.registry import init_default_scope
     from mmpretrain.apis import ImageClassificationInferencer
 
-    from morphmlp_mm.checkpoint import load_checkpoint_file
-    from morphmlp_mm.engine.hooks import check_checkpoint_matches
+    from morphmlp_mm.engine.hooks import load_matching_checkpoint
     if checkpoint is not None and not osp.isfile(checkpoint):
         raise ValueError(f'checkpoint={checkpoint!r}: no such file')
     cfg = Config.fromfile(config)
@@ -130,12 +129,9 @@ def build_inferencer(config: str,
         model=cfg, pretrained=False, device=device)
     if checkpoint is not None:
         try:
-            ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
+            ckpt = load_matching_checkpoint(inferencer.model, checkpoint)
         except (RuntimeError, pickle.UnpicklingError) as err:
             raise ValueError(f'checkpoint={checkpoint!r}: {err}') from err
-        state = check_checkpoint_matches(inferencer.model, ckpt, 'test',
-                                         source=checkpoint)
-        inferencer.model.load_state_dict(state, strict=True)
         meta = ckpt.get('meta', None) or {}
         classes = (meta.get('dataset_meta', None) or {}).get(
             'classes', meta.get('CLASSES', None))

@@ -155,17 +155,14 @@ def build_model(cfg: Any, checkpoint: Optional[str] = None,
     """
     from mmseg.apis import init_model
 
-    from morphmlp_mm.checkpoint import load_checkpoint_file
-    from morphmlp_mm.engine.hooks import check_checkpoint_matches
+    from morphmlp_mm.engine.hooks import load_matching_checkpoint
     model = init_model(cfg, None, device=device)
     if checkpoint is None:
         return model
     try:
-        ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
+        ckpt = load_matching_checkpoint(model, checkpoint)
     except (RuntimeError, OSError, pickle.UnpicklingError) as err:
         raise ValueError(f'checkpoint={checkpoint!r}: {err}') from err
-    state = check_checkpoint_matches(model, ckpt, 'test', source=checkpoint)
-    model.load_state_dict(state, strict=True)
     meta = ckpt.get('meta', None) or {}
     dataset_meta = meta.get('dataset_meta', None) or {}
     if dataset_meta.get('classes') and dataset_meta.get('palette'):

@@ -104,29 +104,6 @@ def inference_pipeline_cfg(cfg: Any) -> List[dict]:
     return pipeline
 
 
-def load_checked_checkpoint(model: Any, checkpoint: str) -> dict:
-    """Load ``checkpoint`` into ``model`` if it fits key for key.
-
-    Read with the package's safe loader and compared with the model by
-    :func:`morphmlp_mm.engine.hooks.check_checkpoint_matches` (mode
-    ``'test'``: missing or shape-mismatched keys are refused, unexpected
-    keys only give a warning) before any weight is copied.
-
-    Returns:
-        dict: The checkpoint as read.
-
-    Raises:
-        CheckpointMismatchError: the checkpoint does not fit the model.
-        RuntimeError: the file is not a readable checkpoint.
-    """
-    from morphmlp_mm.checkpoint import load_checkpoint_file
-    from morphmlp_mm.engine.hooks import check_checkpoint_matches
-    ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
-    state = check_checkpoint_matches(model, ckpt, 'test', source=checkpoint)
-    model.load_state_dict(state, strict=True)
-    return ckpt
-
-
 def probabilities(pred_score: Any, average_clips: Optional[str]
                   ) -> np.ndarray:
     """Class probabilities from a recognizer's ``pred_score``.
@@ -168,7 +145,8 @@ def main(argv: Optional[List[str]] = None) -> List[Tuple[str, float]]:
     from mmengine.config import Config
     from mmengine.dataset import Compose, pseudo_collate
 
-    from morphmlp_mm.engine.hooks import CheckpointMismatchError
+    from morphmlp_mm.engine.hooks import (CheckpointMismatchError,
+                                          load_matching_checkpoint)
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -186,7 +164,7 @@ def main(argv: Optional[List[str]] = None) -> List[Tuple[str, float]]:
     model = init_recognizer(cfg, None, device=args.device)
     if checkpoint is not None:
         try:
-            load_checked_checkpoint(model, checkpoint)
+            load_matching_checkpoint(model, checkpoint)
         except (CheckpointMismatchError, RuntimeError,
                 pickle.UnpicklingError) as err:
             raise SystemExit(f'error: {err}')
