@@ -42,16 +42,11 @@ VARIANTS = [
 ]
 
 
-#: arch name or alias (lower case) -> arch name
-ARCH_ALIASES = {alias: name for name in ('tiny', 'small', 'base', 'large')
-                for alias in (name, name[0])}
-
-
 def valid_names() -> List[str]:
     """What ``--only`` accepts, for the error message."""
     videos = [f'{arch[0]}{frames}' for _, _, arch, frames, *_ in VARIANTS
               if frames is not None]
-    return ([v[0] for v in VARIANTS] + sorted(set(ARCH_ALIASES)) + videos)
+    return [v[0] for v in VARIANTS] + sorted(MorphMLP.arch_zoo) + videos
 
 
 def select_variants(names: Optional[Sequence[str]]) -> list:
@@ -75,9 +70,9 @@ def select_variants(names: Optional[Sequence[str]]) -> list:
     for name in names:
         key = str(name).strip().lower()
         hits = [i for i, v in enumerate(VARIANTS) if v[0].lower() == key]
-        if not hits and key in ARCH_ALIASES:
+        if not hits and key in MorphMLP.arch_zoo:  # 'tiny', 't', ...
             hits = [i for i, v in enumerate(VARIANTS)
-                    if v[2] == ARCH_ALIASES[key]]
+                    if MorphMLP.arch_zoo[v[2]] is MorphMLP.arch_zoo[key]]
         if not hits:
             hits = [i for i, v in enumerate(VARIANTS) if v[3] is not None
                     and key in (f'{v[2][0]}{v[3]}', f'{v[2]}{v[3]}')]
