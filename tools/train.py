@@ -400,7 +400,6 @@ def check_dataset_paths(cfg: Config, dataloaders: Any = TRAIN_DATALOADERS
             'layouts.')
 
 
-
 def remove_stale_tmp_files(work_dir: str) -> List[str]:
     """Delete leftovers of saves that were killed midway; returns them.
 
@@ -419,6 +418,12 @@ def remove_stale_tmp_files(work_dir: str) -> List[str]:
                 continue
             removed.append(name)
     return removed
+
+
+def _saved_in(path: str, work_dir: str) -> bool:
+    """Whether the local checkpoint ``path`` lies directly in ``work_dir``
+    (links resolved): a checkpoint of that work dir's run."""
+    return osp.dirname(osp.realpath(path)) == osp.realpath(work_dir)
 
 
 def _newest_checkpoint(work_dir: str) -> Optional[str]:
@@ -475,8 +480,7 @@ def prepare_auto_resume(cfg: Config,
         with open(pointer) as f:
             named = f.read().strip()
     if named and (_is_remote(named) or osp.isfile(named)):
-        if not _is_remote(named) and osp.dirname(osp.realpath(
-                named)) != osp.realpath(work_dir):
+        if not _is_remote(named) and not _saved_in(named, work_dir):
             local = osp.join(work_dir, osp.basename(named))
             if osp.isfile(local):
                 warnings.warn(
@@ -684,8 +688,8 @@ def check_existing_checkpoints(cfg: Config, overwrite: bool = False) -> None:
     work_dir = cfg.work_dir
     load_from = cfg.get('load_from', None)
     resume = cfg.get('resume', False)
-    if resume and (not load_from or _is_remote(load_from) or osp.dirname(
-            osp.realpath(load_from)) == osp.realpath(work_dir)):
+    if resume and (not load_from or _is_remote(load_from)
+                   or _saved_in(load_from, work_dir)):
         return  # continues the run of work_dir
     if _is_remote(work_dir) or not osp.isdir(work_dir):
         return
@@ -695,13 +699,13 @@ def check_existing_checkpoints(cfg: Config, overwrite: bool = False) -> None:
         return
     listed = f'{", ".join(ckpts[:5])}{" ..." if len(ckpts) > 5 else ""}'
     if resume and not overwrite:
+        origin = osp.dirname(osp.abspath(load_from))
         raise ValueError(
-            f'--resume {load_from} continues a run of '
-            f'{osp.dirname(osp.abspath(load_from))} in work_dir {work_dir}, '
-            f'which holds checkpoints of another run ({listed}) that it '
-            f'would overwrite. Pass --work-dir '
-            f'{osp.dirname(osp.abspath(load_from))} to continue that run '
-            'where it was saved, another --work-dir, or --overwrite.')
+            f'--resume {load_from} continues a run of {origin} in work_dir '
+            f'{work_dir}, which holds checkpoints of another run ({listed}) '
+            f'that it would overwrite. Pass --work-dir {origin} to continue '
+            'that run where it was saved, another --work-dir, or '
+            '--overwrite.')
     if overwrite:
         warnings.warn(f'--overwrite: this new run writes its checkpoints '
                       f'into {work_dir}, over {listed} of an earlier run')
