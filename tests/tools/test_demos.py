@@ -290,6 +290,19 @@ def test_video_demo_names_unreadable_video(tmp_path):
         f'error: cannot read video {str(bad)!r}: ')
 
 
+def test_demos_name_a_missing_config(tmp_path, video):
+    """One ``error:`` line (``morphmlp_mm.utils.cli.read_config``), not a
+    ``FileNotFoundError`` traceback."""
+    missing = str(tmp_path / 'configs' / 'typo.py')
+    image = _image(tmp_path / 'in.png')
+    for call in (lambda: video_demo.main([missing, 'none', video]),
+                 lambda: image_demo.main([image, missing])):
+        with pytest.raises(SystemExit) as exc:
+            call()
+        assert str(exc.value.code).startswith(
+            f'error: config {missing}: no such file')
+
+
 # --------------------------------------------------------------------------
 # image_demo.py
 # --------------------------------------------------------------------------

@@ -111,14 +111,14 @@ def build_inferencer(config: str,
             checkpoint, or does not fit the model
             (:class:`CheckpointMismatchError`).
     """
-    from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmpretrain.apis import ImageClassificationInferencer
 
     from morphmlp_mm.engine.hooks import load_matching_checkpoint
+    from morphmlp_mm.utils.cli import read_config
     if checkpoint is not None and not osp.isfile(checkpoint):
         raise ValueError(f'checkpoint={checkpoint!r}: no such file')
-    cfg = Config.fromfile(config)
+    cfg = read_config(config)  # a missing config: one error: line
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     # The inferencer builds the test pipeline in the current default scope;

@@ -142,13 +142,13 @@ def main(argv: Optional[List[str]] = None) -> List[Tuple[str, float]]:
     importlib.import_module('morphmlp_mm')  # host workarounds, registry
     import torch
     from mmaction.apis import init_recognizer
-    from mmengine.config import Config
     from mmengine.dataset import Compose, pseudo_collate
 
     from morphmlp_mm.engine.hooks import (CheckpointMismatchError,
                                           load_matching_checkpoint)
+    from morphmlp_mm.utils.cli import read_config
 
-    cfg = Config.fromfile(args.config)
+    cfg = read_config(args.config)  # a missing config: one error: line
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     try:
